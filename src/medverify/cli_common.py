@@ -1,0 +1,76 @@
+"""Flags and console objects shared by the ``medverify`` sub-commands."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from medverify.backends.registry import BackendOptions
+
+# No emoji codes or markup from text we did not write: ":x:" in a model reply stays ":x:".
+console = Console(emoji=False, highlight=False)
+err_console = Console(stderr=True, emoji=False, highlight=False)
+
+BaseUrlOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--base-url",
+        help="OpenAI-compatible endpoint for openai:<model> specs (default $OPENAI_BASE_URL).",
+    ),
+]
+ApiKeyOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--api-key",
+        help="API key for openai:<model> specs (default $OPENAI_API_KEY; prefer the variable).",
+        show_default=False,
+    ),
+]
+NoCacheOpt = Annotated[
+    bool, typer.Option("--no-cache", help="Do not answer identical requests from the cache.")
+]
+TimeoutOpt = Annotated[
+    float | None, typer.Option("--timeout", help="Seconds allowed for one model call.")
+]
+
+
+ConcurrencyOpt = Annotated[
+    int | None, typer.Option("--concurrency", "-c", help="Most model calls in flight at once.")
+]
+
+
+def options_from(
+    base_url: str | None,
+    api_key: str | None,
+    no_cache: bool,
+    timeout: float | None = None,
+    concurrency: int | None = None,
+) -> BackendOptions:
+    """Backend options from the common flags."""
+    return BackendOptions(
+        base_url=base_url,
+        api_key=api_key,
+        use_cache=not no_cache,
+        timeout_s=timeout,
+        concurrency=concurrency,
+    )
+
+
+GraderBaseUrlOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--grader-base-url",
+        help="Endpoint for an openai:<model> grader, when it differs from --base-url "
+        "(default $OPENAI_BASE_URL).",
+    ),
+]
+GraderApiKeyOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--grader-api-key",
+        help="API key for the grader endpoint (default $OPENAI_API_KEY).",
+        show_default=False,
+    ),
+]

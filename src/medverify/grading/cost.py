@@ -1,0 +1,39 @@
+"""A rough cost estimate from token usage, so a user sees what a judge-graded run costs.
+
+Prices are USD per million tokens (input, output) as listed publicly by OpenAI in 2025; they
+change, so the estimate is labelled as such. Local, scripted and self-hosted models cost 0 here
+(the hardware is the user's); an unknown hosted model gives ``None`` rather than a guess.
+"""
+
+from __future__ import annotations
+
+from medverify.backends.base import UsageMeter
+
+PRICES_PER_MTOK: dict[str, tuple[float, float]] = {
+    "gpt-4.1": (2.00, 8.00),
+    "gpt-4.1-mini": (0.40, 1.60),
+    "gpt-4.1-nano": (0.10, 0.40),
+    "gpt-4o": (2.50, 10.00),
+    "gpt-4o-mini": (0.15, 0.60),
+    "o3": (2.00, 8.00),
+    "o4-mini": (1.10, 4.40),
+}
+_FREE_KINDS = ("local", "hf", "script", "mock")
+
+
+def estimate_cost(spec: str, usage: UsageMeter, *, base_url: str | None = None) -> float | None:
+    """USD for the tokens a backend used; 0 for local ones, ``None`` when the price is unknown."""
+    kind, _, name = spec.partition(":")
+    if kind in _FREE_KINDS:
+        return 0.0
+    if kind == "openai":
+        if base_url and "api.openai.com" not in base_url:
+            return 0.0  # self-hosted (vLLM, SGLang, llama.cpp): no per-token price
+        model = name.split("/")[-1]
+        for known in sorted(PRICES_PER_MTOK, key=len, reverse=True):
+            if model == known or model.startswith(known + "-20"):
+                price_in, price_out = PRICES_PER_MTOK[known]
+                return round(
+                    (usage.prompt_tokens * price_in + usage.completion_tokens * price_out) / 1e6, 6
+                )
+    return None

@@ -1,0 +1,57 @@
+"""What an evaluation run produces: per-example verdicts and the aggregate ``results.json``.
+
+Shared by HealthBench and the consultation benchmark, and read by the HTML report. The top level
+of ``results.json`` is fixed (tools parse it): ``overall``, ``tags``, ``model``, ``grader``,
+``n_grading_failures``, ``usage``, ``cost_estimate_usd``, ``medverify_version``, ``data_sha256``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from medverify.grading.scoring import Stat
+
+
+class CriterionVerdict(BaseModel):
+    """A rubric item with the grader's verdict on one response."""
+
+    criterion: str
+    points: int
+    tags: list[str] = Field(default_factory=list)
+    met: bool | None
+    explanation: str = ""
+    error: str | None = None
+
+
+class ExampleResult(BaseModel):
+    """One graded response: the conversation, the completion, each verdict and the scores."""
+
+    prompt_id: str
+    repeat: int = 0
+    conversation: list[dict[str, str]]
+    completion: str
+    example_tags: list[str] = Field(default_factory=list)
+    verdicts: list[CriterionVerdict]
+    score: float | None = None
+    metrics: dict[str, float] = Field(default_factory=dict)
+
+    @property
+    def n_failures(self) -> int:
+        """Criteria whose grading failed."""
+        return sum(1 for v in self.verdicts if v.met is None)
+
+
+class RunResults(BaseModel):
+    """The aggregate written to ``results.json``."""
+
+    overall: Stat
+    tags: dict[str, Stat]
+    model: str
+    grader: str
+    n_grading_failures: int
+    usage: dict[str, Any]
+    cost_estimate_usd: float | None
+    medverify_version: str
+    data_sha256: str

@@ -1,0 +1,123 @@
+"""A small SQLite key-value table: the storage under the run store and the response cache.
+
+SQLite in WAL mode lets readers proceed while one writer commits, survives ``kill -9`` at any
+point (a committed row is on disk, an uncommitted one is simply absent) and needs no server.
+Every write commits at once: a unit of work is either fully recorded or not recorded at all.
+One connection is shared by the threads of a process under a lock; other processes may open the
+same file (busy timeout instead of "database is locked" errors).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS kv (
+    ns TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    created REAL NOT NULL DEFAULT ((julianday('now') - 2440587.5) * 86400.0),
+    PRIMARY KEY (ns, key)
+) WITHOUT ROWID;
+"""
+
+
+class SqliteKV:
+    """JSON values under ``(namespace, key)`` in one SQLite file, committed on every write."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = sqlite3.connect(
+            self.path, timeout=30.0, check_same_thread=False, isolation_level=None
+        )
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        # NORMAL in WAL mode: a committed row survives a killed process; only an OS crash or
+        # power cut may lose the last transactions, never corrupt the file.
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._conn.execute(_SCHEMA)
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._conn is None
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        """The open connection (raises if closed)."""
+        if self._conn is None:
+            raise RuntimeError(f"{self.path} is closed")
+        return self._conn
+
+    def get(self, ns: str, key: str) -> Any | None:
+        """The value stored under ``(ns, key)``, or ``None``."""
+        with self._lock:
+            row = self.conn.execute(
+                "SELECT value FROM kv WHERE ns = ? AND key = ?", (ns, key)
+            ).fetchone()
+        return None if row is None else json.loads(row[0])
+
+    def put(self, ns: str, key: str, value: Any) -> None:
+        """Store (or replace) a JSON-serialisable value; committed before returning."""
+        blob = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+        with self._lock:
+            self.conn.execute(
+                "INSERT OR REPLACE INTO kv (ns, key, value) VALUES (?, ?, ?)", (ns, key, blob)
+            )
+
+    def put_many(self, ns: str, items: dict[str, Any]) -> None:
+        """Store several values in one transaction (all or none)."""
+        rows = [
+            (ns, k, json.dumps(v, ensure_ascii=False, separators=(",", ":")))
+            for k, v in items.items()
+        ]
+        with self._lock:
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                self.conn.executemany(
+                    "INSERT OR REPLACE INTO kv (ns, key, value) VALUES (?, ?, ?)", rows
+                )
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+            self.conn.execute("COMMIT")
+
+    def delete(self, ns: str, key: str) -> None:
+        """Remove one entry if present."""
+        with self._lock:
+            self.conn.execute("DELETE FROM kv WHERE ns = ? AND key = ?", (ns, key))
+
+    def keys(self, ns: str) -> set[str]:
+        """All keys of a namespace."""
+        with self._lock:
+            rows = self.conn.execute("SELECT key FROM kv WHERE ns = ?", (ns,)).fetchall()
+        return {r[0] for r in rows}
+
+    def items(self, ns: str) -> Iterator[tuple[str, Any]]:
+        """All ``(key, value)`` pairs of a namespace, in insertion order."""
+        with self._lock:
+            rows = self.conn.execute(
+                "SELECT key, value FROM kv WHERE ns = ? ORDER BY created, key", (ns,)
+            ).fetchall()
+        for key, blob in rows:
+            yield key, json.loads(blob)
+
+    def count(self, ns: str) -> int:
+        """Number of entries in a namespace."""
+        with self._lock:
+            return int(
+                self.conn.execute("SELECT COUNT(*) FROM kv WHERE ns = ?", (ns,)).fetchone()[0]
+            )
+
+    def close(self) -> None:
+        """Close the connection; safe to call twice."""
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None

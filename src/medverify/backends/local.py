@@ -154,7 +154,7 @@ def convert_gguf(gguf: Path, out_dir: Path) -> None:
     torch, transformers = import_torch("local")
     configure_torch_threads()
     kwargs = {"gguf_file": gguf.name}
-    with quiet_progress_bars():
+    with quiet_progress_bars(), _quiet_gguf_bar():
         tokenizer = transformers.AutoTokenizer.from_pretrained(gguf.parent, **kwargs)
         model = transformers.AutoModelForCausalLM.from_pretrained(
             gguf.parent, **kwargs, **{dtype_kwarg(transformers): torch.float32}
@@ -175,6 +175,27 @@ def convert_gguf(gguf: Path, out_dir: Path) -> None:
         "converted_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     (out_dir / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
+
+
+@contextlib.contextmanager
+def _quiet_gguf_bar() -> Iterator[None]:
+    """Silence transformers' GGUF tensor bar: a bare tqdm that ignores its progress-bar switch."""
+    import functools
+
+    try:
+        from transformers import modeling_gguf_pytorch_utils as gguf_utils
+    except ImportError:  # a transformers without this module draws no such bar
+        yield
+        return
+    original = getattr(gguf_utils, "tqdm", None)
+    if original is None:
+        yield
+        return
+    gguf_utils.tqdm = functools.partial(original, disable=True)
+    try:
+        yield
+    finally:
+        gguf_utils.tqdm = original
 
 
 def default_model_dir() -> Path:

@@ -55,8 +55,10 @@ _state = {"debug": False}
 
 def _register_subcommands() -> None:
     from medverify.healthbench.cli import app as healthbench_app
+    from medverify.simulator.cases_cli import app as cases_app
 
     app.add_typer(healthbench_app, name="healthbench")
+    app.add_typer(cases_app, name="cases")
 
 
 _register_subcommands()

@@ -1,0 +1,1 @@
+"""The patient simulator: case records, Fact Unit, Affective Unit, Termination Gate."""

@@ -91,35 +91,30 @@ def test_chat_against_an_openai_compatible_server(fake_server, tmp_path):
 
 def test_demo_runs_a_consultation_and_resumes(fake_server, tmp_path):
     doctor = tmp_path / "doctor.txt"
-    doctor.write_text("When did the double vision start?\nDIAGNOSIS: myasthenia gravis\n")
-    run_dir = tmp_path / "run"
-    args = (
-        "demo",
-        "--doctor",
-        f"script:{doctor}",
-        "--patient",
-        "openai:patient",
-        "--base-url",
-        fake_server.base_url,
-        "--run-dir",
-        str(run_dir),
+    doctor.write_text(
+        "When did the double vision start?\nDoes it get worse after activity?\n"
+        "DIAGNOSIS: myasthenia gravis\n"
     )
+    run_dir = tmp_path / "run"
+    args = ("demo", "--doctor", f"script:{doctor}", "--run-dir", str(run_dir))
     env = {"MEDVERIFY_CACHE_DIR": str(tmp_path / "cache")}
     result = run_cli(*args, env=env)
     assert result.returncode == 0, result.stderr
-    assert "final diagnosis: myasthenia gravis" in result.stdout
-    transcript = json.loads((run_dir / "transcript.json").read_text())
-    assert [t["role"] for t in transcript["turns"]] == ["patient", "doctor", "patient", "doctor"]
-    assert transcript["ended_by"] == "diagnosis"
-    assert transcript["turns"][2]["text"] == "echo: When did the double vision start?"
-    # The patient's instructions hold the patient's story, never the diagnosis or the tests.
-    system = fake_server.bodies[0]["messages"][0]["content"]
-    assert "double vision" in system.lower()
-    assert "myasthenia" not in system.lower() and "acetylcholine" not in system.lower()
-    # Rerun with the same run dir: every turn comes from the run store, no new calls.
-    again = run_cli(*args, "--no-cache", env=env)
+    assert "ended by diagnosis" in result.stdout
+    assert "stated diagnosis: myasthenia gravis; record: Myasthenia gravis" in result.stdout
+    outcomes = json.loads((run_dir / "transcripts.json").read_text())
+    assert len(outcomes) == 1
+    transcript = outcomes[0]["transcript"]
+    assert [t["role"] for t in transcript["turns"]][:2] == ["patient", "doctor"]
+    assert transcript["termination_reason"] == "diagnosis"
+    assert outcomes[0]["diagnosis_named"] is True
+    assert outcomes[0]["facts_elicited"] >= 1
+    patient_text = " ".join(t["text"] for t in transcript["turns"] if t["role"] == "patient")
+    assert "myasthenia" not in patient_text.lower()
+    # Rerun with the same run dir: the consultation comes from the run store.
+    again = run_cli(*args, env=env)
     assert again.returncode == 0, again.stderr
-    assert fake_server.requests == 1
+    assert json.loads((run_dir / "transcripts.json").read_text()) == outcomes
     # The same run dir with other settings is refused, naming the difference.
     other = run_cli(*args, "--turns", "2", env=env)
     assert "turns: was 4, now 2" in one_error_line(other)
@@ -136,13 +131,15 @@ def test_demo_on_the_embedded_model(tmp_path, tmp_path_factory):
         "demo",
         "--turns",
         "2",
+        "--max-tokens",
+        "48",
         "--run-dir",
         str(run_dir),
         timeout=900,
         env={"MEDVERIFY_CACHE_DIR": str(cache)},
     )
     assert result.returncode == 0, result.stderr
-    transcript = json.loads((run_dir / "transcript.json").read_text())
-    assert transcript["doctor"] == "local"
-    assert len(transcript["turns"]) >= 2
-    assert all(t["text"] for t in transcript["turns"][1:])
+    outcomes = json.loads((run_dir / "transcripts.json").read_text())
+    turns = outcomes[0]["transcript"]["turns"]
+    assert outcomes[0]["transcript"]["doctor"] == "local"
+    assert len(turns) >= 2 and all(t["text"] for t in turns)

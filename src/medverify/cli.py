@@ -17,8 +17,6 @@ from typing import Annotated
 import click
 import typer
 from rich.logging import RichHandler
-from rich.panel import Panel
-from rich.text import Text
 
 from medverify import __version__
 from medverify.backends.registry import SPEC_FORMS, make_backend
@@ -56,9 +54,11 @@ _state = {"debug": False}
 def _register_subcommands() -> None:
     from medverify.healthbench.cli import app as healthbench_app
     from medverify.simulator.cases_cli import app as cases_app
+    from medverify.simulator.simulate_cli import app as simulate_app
 
     app.add_typer(healthbench_app, name="healthbench")
     app.add_typer(cases_app, name="cases")
+    app.add_typer(simulate_app, name="simulate")
 
 
 _register_subcommands()
@@ -128,8 +128,16 @@ def chat(
 @app.command()
 def demo(
     doctor: Annotated[str, typer.Option(help="Backend spec of the doctor under test.")] = "local",
-    patient: Annotated[str, typer.Option(help="Backend spec playing the patient.")] = "local",
+    patient: Annotated[
+        str | None,
+        typer.Option(help="Backend spec for an LLM patient (default: the offline simulator)."),
+    ] = None,
+    case: Annotated[
+        list[str] | None,
+        typer.Option("--case", help="Bundled case id or case file (repeatable)."),
+    ] = None,
     turns: Annotated[int, typer.Option(min=1, max=20, help="Most doctor turns.")] = 4,
+    max_tokens: Annotated[int, typer.Option(min=8, help="Most tokens per doctor turn.")] = 96,
     run_dir: Annotated[
         Path | None,
         typer.Option(help="Where to keep progress and results (rerun to resume)."),
@@ -139,49 +147,56 @@ def demo(
     timeout: TimeoutOpt = None,
     no_cache: NoCacheOpt = False,
 ) -> None:
-    """The main job: a short real consultation, offline, on the embedded model.
+    """The main job: simulated consultations on bundled cases, offline, on the embedded model.
 
-    A doctor model interviews a simulated patient from a bundled case (AgentClinic, MIT) and
-    ends with a diagnosis; the transcript is printed and saved in the run directory.
+    The doctor model interviews the patient simulator (Fact Unit, Affective Unit, Termination
+    Gate) built from a bundled case record; transcripts and process measures are printed and
+    saved in the run directory.
     """
-    from medverify.demo import DemoTurn, run_demo_consultation, transcript_path
+    from medverify.demo import DEFAULT_CASES, run_demo, write_summary
     from medverify.runs.store import RunStore
+    from medverify.simulator.simulate_cli import load_case_arg, show_turn
 
+    cases = [load_case_arg(c) for c in (case or DEFAULT_CASES)]
     run_dir = run_dir or Path("medverify-runs") / time.strftime("demo-%Y%m%d-%H%M%S")
     opts = options_from(base_url, api_key, no_cache, timeout)
-    config = {"doctor": doctor, "patient": patient, "turns": turns}
-
-    def show(turn: DemoTurn) -> None:
-        style = "cyan" if turn.role == "doctor" else "green"
-        console.print(
-            Panel(
-                Text(turn.text or "(silence)"),
-                title=turn.role,
-                title_align="left",
-                border_style=style,
-                expand=False,
-            )
-        )
+    config = {
+        "doctor": doctor,
+        "patient": patient,
+        "cases": [c.id for c in cases],
+        "turns": turns,
+        "max_tokens": max_tokens,
+    }
 
     async def run() -> None:
         with RunStore(run_dir, job="demo", config=config) as store:
-            async with make_backend(doctor, opts) as doc, make_backend(patient, opts) as pat:
-                with err_console.status(
-                    "consultation in progress (the first run converts "
-                    "the embedded model once, ~30 s)..."
-                ):
-                    transcript = await run_demo_consultation(
-                        doc, pat, store, max_doctor_turns=turns, on_turn=show
+            async with make_backend(doctor, opts) as doc:
+                pat = make_backend(patient, opts) if patient else None
+                try:
+                    err_console.print(
+                        "[dim]the first run converts the embedded model once (~30 s)[/dim]"
                     )
-        verdict = (
-            f"final diagnosis: {transcript.final_diagnosis}"
-            if transcript.final_diagnosis
-            else "no diagnosis given within the turn limit"
-        )
-        console.print(
-            f"{verdict}; the record's diagnosis: {transcript.correct_diagnosis}", markup=False
-        )
-        console.print(f"transcript: {transcript_path(run_dir)}")
+                    outcomes = await run_demo(
+                        cases,
+                        doc,
+                        store,
+                        patient=pat,
+                        max_turns=turns,
+                        doctor_max_tokens=max_tokens,
+                        on_turn=lambda _cid, turn: show_turn(turn),
+                    )
+                finally:
+                    if pat is not None:
+                        await pat.aclose()
+        for o in outcomes:
+            t = o.transcript
+            console.print(
+                f"{o.case_id}: ended by {t.termination_reason}; {o.doctor_turns} doctor turns; "
+                f"{o.facts_elicited}/{o.facts_total} facts elicited; stated diagnosis: "
+                f"{t.final_diagnosis or '(none)'}; record: {o.diagnosis}",
+                markup=False,
+            )
+        console.print(f"transcripts: {write_summary(run_dir, outcomes)}", markup=False)
 
     asyncio.run(run())
 

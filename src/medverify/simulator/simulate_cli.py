@@ -1,0 +1,409 @@
+"""``medverify simulate`` (one consultation) and ``medverify simulate eval`` (the quality suite).
+
+A thin typer layer: :func:`~medverify.simulator.consult.run_consultation` plays the
+consultation, :func:`~medverify.simulator.quality.evaluate` runs the suite. Examples::
+
+    medverify simulate --case agentclinic-medqa-001 --doctor script:doctor.txt
+    medverify simulate --case my_case.json --doctor openai:gpt-4.1 --persona anxious
+    medverify simulate --case agentclinic-medqa-001 --interactive     # you are the doctor
+    medverify simulate eval                                           # offline, bundled cases
+    medverify simulate eval --mode llm --patient openai:gpt-4.1-mini --out quality.json
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from medverify.backends.base import Message
+from medverify.backends.registry import make_backend
+from medverify.cli_common import (
+    ApiKeyOpt,
+    BaseUrlOpt,
+    NoCacheOpt,
+    TimeoutOpt,
+    console,
+    options_from,
+)
+from medverify.errors import ConfigError, InputError
+from medverify.simulator.records import CaseRecord, Persona, Transcript, Turn
+
+if TYPE_CHECKING:
+    from medverify.simulator.consult import DoctorTurn
+    from medverify.simulator.quality import QualityReport
+
+HELP = (
+    "Talk to the simulated patient: one consultation between a doctor (a model, a script, or "
+    "you with --interactive) and a patient built from a case record.\n\n"
+    "The patient reveals a fact only when asked, reports exam findings and test results only "
+    "when examined or ordered, and never says the diagnosis. The doctor ends with a line "
+    "'DIAGNOSIS: ...'. Offline by default (embeddings + templates); --patient SPEC plays the "
+    "patient with a model.\n\n"
+    "Subcommand: 'medverify simulate eval' runs the simulator's quality suite."
+)
+
+app = typer.Typer(help=HELP, add_completion=False, rich_markup_mode="rich")
+
+QUIT = "/quit"
+
+
+class EvalMode(str, Enum):
+    """How ``simulate eval`` plays the patient."""
+
+    offline = "offline"
+    llm = "llm"
+
+
+def load_case_arg(spec: str) -> CaseRecord:
+    """A case from a file path, or a bundled case by id.
+
+    Raises:
+        InputError: neither a readable case file nor a bundled case id.
+    """
+    from medverify.simulator.cases import load_bundled_cases, load_case
+
+    path = Path(spec)
+    if path.exists():
+        return load_case(path)
+    if path.suffix.lower() in (".json", ".yaml", ".yml", ".jsonl") or "/" in spec:
+        raise InputError("no such case file", path=path)
+    bundled = {case.id: case for case in load_bundled_cases()}
+    if spec in bundled:
+        return bundled[spec]
+    raise InputError(
+        f"no case file or bundled case named {spec!r} (list them with 'medverify cases list')"
+    )
+
+
+def resolve_persona(case: CaseRecord, preset: str | None) -> Persona:
+    """The persona a consultation uses: a named preset, else the case's own, else neutral."""
+    from medverify.simulator.personas import persona_for
+
+    return persona_for(case, preset=preset)
+
+
+def show_turn(turn: Turn) -> None:
+    """Print one turn as a panel; the facts it revealed are shown dimmed below it."""
+    style = "cyan" if turn.role == "doctor" else "green"
+    subtitle = None
+    if turn.revealed_fact_ids:
+        subtitle = Text("revealed: " + ", ".join(turn.revealed_fact_ids), style="dim")
+    console.print(
+        Panel(
+            Text(turn.text or "(silence)"),
+            title=turn.role,
+            title_align="left",
+            subtitle=subtitle,
+            subtitle_align="right",
+            border_style=style,
+            expand=False,
+        )
+    )
+
+
+def _default_out(case: CaseRecord) -> Path:
+    return Path("medverify-runs") / time.strftime(f"simulate-{case.id}-%Y%m%d-%H%M%S.json")
+
+
+def write_transcript(transcript: Transcript, out: Path) -> Path:
+    """Write the transcript JSON (DESIGN.md "Consultation transcript")."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(transcript.model_dump_json(indent=2) + "\n", encoding="utf-8")
+    return out
+
+
+def _terminal_doctor() -> DoctorTurn:
+    """A doctor turn function that reads the person at the terminal."""
+    from medverify.simulator.consult import ConsultationAborted
+
+    async def ask(messages: list[Message]) -> str:
+        while True:
+            try:
+                line = await asyncio.to_thread(input, "doctor> ")
+            except EOFError:
+                raise ConsultationAborted from None
+            line = line.strip()
+            if line == QUIT:
+                raise ConsultationAborted
+            if line:
+                return line
+
+    return ask
+
+
+@app.callback(invoke_without_command=True)
+def simulate(
+    ctx: typer.Context,
+    case: Annotated[
+        str | None,
+        typer.Option(
+            "--case",
+            help="A case file (JSON/YAML) or a bundled case id (see 'medverify cases list').",
+            show_default=False,
+        ),
+    ] = None,
+    doctor: Annotated[
+        str, typer.Option("--doctor", "-d", help="Backend spec of the doctor.")
+    ] = "local",
+    patient: Annotated[
+        str | None,
+        typer.Option(
+            "--patient",
+            help="Backend spec playing the patient (default: offline, embeddings + templates).",
+        ),
+    ] = None,
+    persona: Annotated[
+        str | None,
+        typer.Option(
+            "--persona",
+            help="Persona preset: default, anxious, terse, talkative, low-literacy, impatient "
+            "(default: the case's own persona).",
+        ),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Fixes the patient's wording.")] = 0,
+    max_turns: Annotated[
+        int, typer.Option("--max-turns", min=1, max=100, help="Most doctor turns.")
+    ] = 10,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Where to write the transcript JSON."),
+    ] = None,
+    interactive: Annotated[
+        bool,
+        typer.Option(
+            "--interactive",
+            "-i",
+            help=f"You play the doctor at the prompt; '{QUIT}' stops, 'DIAGNOSIS: ...' ends.",
+        ),
+    ] = False,
+    base_url: BaseUrlOpt = None,
+    api_key: ApiKeyOpt = None,
+    timeout: TimeoutOpt = None,
+    no_cache: NoCacheOpt = False,
+) -> None:
+    """Run one consultation and print it; the transcript is written as JSON."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if case is None:
+        console.print(ctx.get_help())
+        raise typer.Exit(0)
+    record = load_case_arg(case)
+    chosen = resolve_persona(record, persona)
+    options = options_from(base_url, api_key, no_cache, timeout)
+    out_path = out or _default_out(record)
+
+    async def run() -> Transcript:
+        from medverify.simulator.consult import run_consultation
+
+        patient_backend = make_backend(patient, options) if patient else None
+        doctor_backend = None if interactive else make_backend(doctor, options)
+        try:
+            if interactive:
+                console.print(
+                    f"You are the doctor (case {record.id}). Ask one question per line; "
+                    f"'DIAGNOSIS: ...' ends the consultation, '{QUIT}' stops it.",
+                    markup=False,
+                )
+            return await run_consultation(
+                record,
+                doctor_backend if doctor_backend is not None else _terminal_doctor(),
+                patient=patient_backend,
+                persona=chosen,
+                seed=seed,
+                max_turns=max_turns,
+                on_turn=(lambda t: None if t.role == "doctor" else show_turn(t))
+                if interactive
+                else show_turn,
+            )
+        finally:
+            for backend in (doctor_backend, patient_backend):
+                if backend is not None:
+                    await backend.aclose()
+
+    transcript = asyncio.run(run())
+    reason = transcript.termination_reason or "stopped"
+    verdict = (
+        f"final diagnosis: {transcript.final_diagnosis}"
+        if transcript.final_diagnosis is not None
+        else "no final diagnosis"
+    )
+    console.print(
+        f"ended: {reason}; {verdict}; the record's diagnosis: {record.diagnosis}", markup=False
+    )
+    console.print(f"transcript: {write_transcript(transcript, out_path)}", markup=False)
+
+
+def quality_table(report: QualityReport) -> Table:
+    """The quality suite's headline numbers as a table."""
+    from medverify.simulator.quality import RECALL_TARGET
+
+    ok = report.targets()
+    offline = report.mode == "offline"
+    table = Table(
+        title=f"Patient simulator quality — {report.mode} ({report.patient}), "
+        f"{report.cases} cases × {len(report.personas)} personas × {report.doctors} doctors"
+    )
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    table.add_column("target", justify="right")
+    table.add_column("", justify="center")
+
+    def mark(good: bool | None) -> str:
+        return "" if good is None else "[green]ok[/green]" if good else "[red]MISS[/red]"
+
+    table.add_row(
+        "fact recall",
+        f"{report.recall:.3f} ({report.recall_hits}/{report.recall_total})",
+        f">= {RECALL_TARGET}" if offline else "-",
+        mark(ok["recall"] if offline else None),
+    )
+    table.add_row(
+        "leakage: diagnosis/differential", str(report.leak_dx), "0", mark(not report.leak_dx)
+    )
+    table.add_row(
+        "leakage: unasked facts", str(report.leak_unasked), "0", mark(not report.leak_unasked)
+    )
+    table.add_row(
+        "hallucination (turns)",
+        f"{report.hallucination:.4f} ({report.hallucinated_turns}/{report.patient_turns})",
+        "0" if offline else "-",
+        mark(ok["hallucination"] if offline else None),
+    )
+    table.add_row("persona consistency", f"{report.persona:.3f}", "-", "")
+    table.add_row(
+        "termination correctness",
+        f"{report.termination:.3f}",
+        "1.0",
+        mark(report.termination == 1.0),
+    )
+    table.add_row("guard interventions", str(report.guard_interventions), "-", "")
+    if not offline:
+        table.add_row("LLM fact-unit fallbacks", str(report.llm_fallbacks), "-", "")
+    return table
+
+
+EVAL_HELP = (
+    "Run the simulator's quality suite: recall, leakage, hallucination, persona, termination.\n\n"
+    "Scripted doctors ask for every fact of every case in three paraphrases, examine, order "
+    "tests, and try adversarial turns ('what's my diagnosis?', 'print your record'). Targets: "
+    "leakage 0 in every mode; recall >= 0.9 and hallucination 0 offline."
+)
+
+
+@app.command("eval", help=EVAL_HELP)
+def eval_(
+    mode: Annotated[
+        EvalMode | None,
+        typer.Option(help="offline (embeddings + templates) or llm (needs --patient)."),
+    ] = None,
+    patient: Annotated[
+        str | None, typer.Option("--patient", help="Backend spec playing the patient (llm mode).")
+    ] = None,
+    cases: Annotated[
+        Path | None,
+        typer.Option("--cases", help="A case file or directory (default: the bundled cases)."),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Write the full report (JSON) here.")
+    ] = None,
+    personas: Annotated[
+        str,
+        typer.Option(help="Comma-separated personas: 'case' (the record's own) or presets."),
+    ] = "case,low-literacy,terse,talkative",
+    doctors: Annotated[
+        int, typer.Option(min=1, max=3, help="Scripted doctors (paraphrase sets) per case.")
+    ] = 3,
+    seed: Annotated[int, typer.Option(help="Fixes the patient's wording.")] = 0,
+    show_failures: Annotated[
+        int, typer.Option("--show-failures", min=0, help="Failing turns to print.")
+    ] = 10,
+    check: Annotated[
+        bool, typer.Option("--check", help="Exit with code 1 when a target is missed.")
+    ] = False,
+    base_url: BaseUrlOpt = None,
+    api_key: ApiKeyOpt = None,
+    timeout: TimeoutOpt = None,
+    no_cache: NoCacheOpt = False,
+) -> None:
+    """Run the simulator's quality suite: recall, leakage, hallucination, persona, termination.
+
+    Scripted doctors ask for every fact of every case in three paraphrases, examine, order
+    tests, and try adversarial turns ("what's my diagnosis?", "print your record"); targets:
+    leakage 0 in every mode, recall >= 0.9 and hallucination 0 offline.
+    """
+    from medverify.progress import progress_bars
+    from medverify.simulator.cases import load_bundled_cases, load_cases
+    from medverify.simulator.personas import PERSONA_PRESETS
+    from medverify.simulator.quality import evaluate
+
+    chosen_mode = mode or (EvalMode.llm if patient else EvalMode.offline)
+    if chosen_mode is EvalMode.llm and not patient:
+        raise ConfigError("--mode llm needs --patient SPEC (the model that plays the patient)")
+    if chosen_mode is EvalMode.offline and patient:
+        raise ConfigError("--patient plays the patient with a model: use it with --mode llm")
+    names = [p.strip() for p in personas.split(",") if p.strip()]
+    unknown = [n for n in names if n != "case" and n not in PERSONA_PRESETS]
+    if unknown or not names:
+        known = ", ".join(["case", *sorted(PERSONA_PRESETS)])
+        raise ConfigError(f"unknown persona(s) {', '.join(unknown) or '(none)'}; known: {known}")
+    records = load_cases(cases) if cases is not None else load_bundled_cases()
+    options = options_from(base_url, api_key, no_cache, timeout)
+
+    async def run() -> QualityReport:
+        backend = make_backend(patient, options) if patient else None
+        try:
+            with progress_bars() as add:
+                advance = add("quality suite (cases)", len(records))
+                return await evaluate(
+                    records,
+                    patient=backend,
+                    personas=names,
+                    doctors=doctors,
+                    seed=seed,
+                    on_case=lambda _q: advance(),
+                )
+        finally:
+            if backend is not None:
+                await backend.aclose()
+
+    report = asyncio.run(run())
+    console.print(quality_table(report))
+    _print_failures(report, show_failures)
+    if report.unvoiceable_facts:
+        console.print(
+            "facts whose own text names the diagnosis or a differential entry (never voiced, "
+            "left out of recall): " + ", ".join(report.unvoiceable_facts),
+            markup=False,
+        )
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(report.model_dump_json(indent=2) + "\n", encoding="utf-8")
+        console.print(f"report: {out}", markup=False)
+    if check and not report.meets_targets():
+        raise typer.Exit(1)
+
+
+def _print_failures(report: QualityReport, limit: int) -> None:
+    failures = report.failures
+    if not failures or limit == 0:
+        return
+    table = Table(title=f"first {min(limit, len(failures))} of {len(failures)} failing turns")
+    for column in ("case", "persona", "doctor said", "patient said", "problem"):
+        table.add_column(column, overflow="fold")
+    for failure in failures[:limit]:
+        table.add_row(
+            Text(failure.case_id),
+            Text(failure.persona),
+            Text(failure.doctor_text),
+            Text(failure.patient_text),
+            Text(failure.problem),
+        )
+    console.print(table)

@@ -1,0 +1,174 @@
+"""``medverify simulate``: one consultation, --interactive through a pty, errors, ``eval``."""
+
+import os
+import pty
+import select
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from medverify.errors import InputError, MedverifyError
+from medverify.simulator.records import Transcript
+from medverify.simulator.simulate_cli import app
+
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "sim_cases"
+MG = FIXTURES / "myasthenia_gravis.json"
+runner = CliRunner()
+
+
+def registered() -> bool:
+    from medverify import cli
+
+    return any(group.name == "simulate" for group in cli.app.registered_groups)
+
+
+def script(tmp_path: Path, *lines: str) -> str:
+    path = tmp_path / "doctor.txt"
+    path.write_text("\n".join(lines) + "\n")
+    return f"script:{path}"
+
+
+def test_one_consultation_writes_a_valid_transcript(tmp_path):
+    doctor = script(
+        tmp_path,
+        "What brings you in today?",
+        "When did it start?",
+        "Let me examine your eyes.",
+        "DIAGNOSIS: Myasthenia gravis\\nPLAN: pyridostigmine",
+    )
+    out = tmp_path / "t.json"
+    result = runner.invoke(app, ["--case", str(MG), "--doctor", doctor, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    transcript = Transcript.model_validate_json(out.read_text())
+    assert transcript.termination_reason == "diagnosis"
+    assert transcript.final_diagnosis == "Myasthenia gravis"
+    assert transcript.revealed() == {"hpi_diplopia", "cn_ptosis"}
+    assert "revealed: hpi_diplopia" in result.output
+    assert f"transcript: {out}" in result.output
+
+
+def test_bundled_case_by_id_and_persona_preset(tmp_path):
+    doctor = script(tmp_path, "Do you take any medications?", "DIAGNOSIS: Myasthenia gravis")
+    out = tmp_path / "t.json"
+    args = ["--case", "agentclinic-medqa-001", "--doctor", doctor, "--persona", "terse"]
+    result = runner.invoke(app, [*args, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    transcript = Transcript.model_validate_json(out.read_text())
+    assert transcript.case_id == "agentclinic-medqa-001"
+    assert transcript.persona.verbosity == "terse"
+
+
+def test_bad_case_file_is_a_user_error(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"id": "x", "facts": []}')
+    result = runner.invoke(app, ["--case", str(bad), "--doctor", "mock"])
+    assert isinstance(result.exception, MedverifyError)
+    assert "\n" not in str(result.exception) and "bad.json" in str(result.exception)
+    missing = runner.invoke(app, ["--case", "no-such-case-id", "--doctor", "mock"])
+    assert isinstance(missing.exception, InputError)
+
+
+def test_without_a_case_it_shows_help():
+    result = runner.invoke(app, [])
+    assert result.exit_code == 0 and "--case" in result.output and "eval" in result.output
+
+
+def test_eval_prints_the_table_and_writes_json(tmp_path):
+    out = tmp_path / "quality.json"
+    args = ["eval", "--cases", str(FIXTURES), "--personas", "case", "--doctors", "1"]
+    result = runner.invoke(app, [*args, "--out", str(out), "--check"])
+    assert result.exit_code == 0, result.output
+    assert "fact recall" in result.output and "leakage" in result.output
+    import json
+
+    report = json.loads(out.read_text())
+    assert report["leak_dx"] == 0 and report["leak_unasked"] == 0 and report["cases"] == 4
+
+
+def test_eval_flag_errors():
+    llm = runner.invoke(app, ["eval", "--mode", "llm"])
+    assert isinstance(llm.exception, MedverifyError) and "--patient" in str(llm.exception)
+    persona = runner.invoke(app, ["eval", "--personas", "grumpy"])
+    assert isinstance(persona.exception, MedverifyError) and "grumpy" in str(persona.exception)
+
+
+def _read_more(fd: int, buffer: bytearray, timeout: float = 60) -> None:
+    ready, _, _ = select.select([fd], [], [], timeout)
+    if not ready:
+        raise AssertionError(f"no output: {bytes(buffer)[-2000:]!r}")
+    chunk = os.read(fd, 4096)
+    if not chunk:
+        raise AssertionError(f"output ended: {bytes(buffer)!r}")
+    buffer.extend(chunk)
+
+
+def _interactive(tmp_path: Path, lines: list[str]) -> tuple[int, str, Path]:
+    out = tmp_path / "interactive.json"
+    if registered():
+        cmd = [sys.executable, "-m", "medverify.cli", "simulate"]
+    else:
+        cmd = [sys.executable, "-c", "from medverify.simulator.simulate_cli import app; app()"]
+    cmd += ["--case", str(MG), "--interactive", "--out", str(out)]
+    master, slave = pty.openpty()
+    env = {**os.environ, "COLUMNS": "200", "TERM": "dumb"}
+    proc = subprocess.Popen(cmd, stdin=slave, stdout=slave, stderr=slave, env=env)
+    os.close(slave)
+    buffer = bytearray()
+    try:
+        for i, line in enumerate(lines, start=1):
+            while buffer.count(b"doctor> ") < i:  # wait for the i-th prompt
+                _read_more(master, buffer)
+            os.write(master, line.encode() + b"\n")
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # drain the output while the command finishes
+            ready, _, _ = select.select([master], [], [], 0.2)
+            chunk = b""
+            if ready:
+                try:
+                    chunk = os.read(master, 4096)
+                except OSError:  # the child closed the terminal
+                    chunk = b""
+                buffer.extend(chunk)
+            if not chunk and proc.poll() is not None:
+                break
+        proc.wait(timeout=5)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(master)
+    return proc.returncode, buffer.decode(errors="replace"), out
+
+
+def test_interactive_through_a_pty(tmp_path):
+    code, output, out = _interactive(
+        tmp_path, ["Do you take any medications?", "DIAGNOSIS: Myasthenia gravis"]
+    )
+    assert code == 0, output
+    assert "I take no regular medications" in output
+    transcript = Transcript.model_validate_json(out.read_text())
+    assert transcript.doctor == "interactive"
+    assert transcript.termination_reason == "diagnosis"
+    assert [t.role for t in transcript.turns] == ["patient"] + ["doctor", "patient"] * 2
+
+
+def test_interactive_quit(tmp_path):
+    code, output, out = _interactive(tmp_path, ["Any allergies?", "/quit"])
+    assert code == 0, output
+    transcript = Transcript.model_validate_json(out.read_text())
+    assert transcript.termination_reason is None and len(transcript.turns) == 3
+
+
+@pytest.mark.skipif(not registered(), reason="'simulate' is not registered in medverify.cli yet")
+def test_root_cli_bad_case_is_one_line_exit_2(tmp_path):
+    from conftest import run_cli
+
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    result = run_cli("simulate", "--case", str(bad), "--doctor", "mock")
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "bad.json" in lines[0]

@@ -12,7 +12,14 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 FactCategory = Literal[
     "history", "symptom", "medication", "allergy", "social", "family", "exam", "test"
@@ -64,6 +71,13 @@ class Persona(BaseModel):
     patience: int | None = Field(default=None, ge=1)
 
 
+#: Findings fields of a case record, with the category their facts must carry.
+_FINDING_KINDS = {
+    "exam_findings": ("exam", "exam finding"),
+    "test_results": ("test", "test result"),
+}
+
+
 class CaseRecord(BaseModel):
     """The ground truth of one simulated patient."""
 
@@ -82,20 +96,13 @@ class CaseRecord(BaseModel):
     persona: Persona | None = None
     source: str = Field(min_length=1)
 
-    @field_validator("exam_findings")
+    @field_validator("exam_findings", "test_results")
     @classmethod
-    def _exam_category(cls, facts: list[Fact]) -> list[Fact]:
+    def _finding_category(cls, facts: list[Fact], info: ValidationInfo) -> list[Fact]:
+        wanted, label = _FINDING_KINDS[info.field_name]
         for fact in facts:
-            if fact.category != "exam":
-                raise ValueError(f"exam finding {fact.id!r} must have category 'exam'")
-        return facts
-
-    @field_validator("test_results")
-    @classmethod
-    def _test_category(cls, facts: list[Fact]) -> list[Fact]:
-        for fact in facts:
-            if fact.category != "test":
-                raise ValueError(f"test result {fact.id!r} must have category 'test'")
+            if fact.category != wanted:
+                raise ValueError(f"{label} {fact.id!r} must have category '{wanted}'")
         return facts
 
     @model_validator(mode="after")

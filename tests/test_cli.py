@@ -89,35 +89,41 @@ def test_chat_against_an_openai_compatible_server(fake_server, tmp_path):
     assert fake_server.requests == 1
 
 
-def test_demo_runs_a_consultation_and_resumes(fake_server, tmp_path):
+def test_demo_runs_the_consultation_benchmark_and_resumes(tmp_path):
     doctor = tmp_path / "doctor.txt"
     doctor.write_text(
         "When did the double vision start?\nDoes it get worse after activity?\n"
         "DIAGNOSIS: myasthenia gravis\n"
     )
     run_dir = tmp_path / "run"
-    args = ("demo", "--doctor", f"script:{doctor}", "--run-dir", str(run_dir))
+    args = (
+        "demo", "--doctor", f"script:{doctor}", "--case", "agentclinic-medqa-001",
+        "--run-dir", str(run_dir),
+    )  # fmt: skip
     env = {"MEDVERIFY_CACHE_DIR": str(tmp_path / "cache")}
     result = run_cli(*args, env=env)
     assert result.returncode == 0, result.stderr
-    assert "ended by diagnosis" in result.stdout
-    assert "stated diagnosis: myasthenia gravis; record: Myasthenia gravis" in result.stdout
-    outcomes = json.loads((run_dir / "transcripts.json").read_text())
-    assert len(outcomes) == 1
-    transcript = outcomes[0]["transcript"]
-    assert [t["role"] for t in transcript["turns"]][:2] == ["patient", "doctor"]
-    assert transcript["termination_reason"] == "diagnosis"
-    assert outcomes[0]["diagnosis_named"] is True
-    assert outcomes[0]["facts_elicited"] >= 1
-    patient_text = " ".join(t["text"] for t in transcript["turns"] if t["role"] == "patient")
+    for row in ("overall", "diagnostic accuracy", "consultation logic", "medical ethics"):
+        assert row in result.stdout
+    assert f"report:  {run_dir / 'report.html'}" in result.stdout
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["grader"] == "local" and results["overall"]["n"] == 1
+    case = results["cases"][0]
+    assert case["termination_reason"] == "diagnosis" and case["diagnosis_correct"] is True
+    assert case["stated_diagnosis"] == "myasthenia gravis" and case["facts_elicited"] >= 1
+    example = json.loads((run_dir / "examples.jsonl").read_text())
+    patient_text = " ".join(
+        line for line in example["completion"].splitlines() if line.startswith("Patient:")
+    )
     assert "myasthenia" not in patient_text.lower()
-    # Rerun with the same run dir: the consultation comes from the run store.
+    assert any(v["met"] for v in example["verdicts"])
+    # Rerun with the same run dir: everything comes from the run store, same scores.
     again = run_cli(*args, env=env)
     assert again.returncode == 0, again.stderr
-    assert json.loads((run_dir / "transcripts.json").read_text()) == outcomes
+    assert json.loads((run_dir / "results.json").read_text())["overall"] == results["overall"]
     # The same run dir with other settings is refused, naming the difference.
     other = run_cli(*args, "--turns", "2", env=env)
-    assert "turns: was 4, now 2" in one_error_line(other)
+    assert "max_turns: was 4, now 2" in one_error_line(other)
 
 
 @pytest.mark.slow
@@ -139,7 +145,11 @@ def test_demo_on_the_embedded_model(tmp_path, tmp_path_factory):
         env={"MEDVERIFY_CACHE_DIR": str(cache)},
     )
     assert result.returncode == 0, result.stderr
-    outcomes = json.loads((run_dir / "transcripts.json").read_text())
-    turns = outcomes[0]["transcript"]["turns"]
-    assert outcomes[0]["transcript"]["doctor"] == "local"
-    assert len(turns) >= 2 and all(t["text"] for t in turns)
+    assert "report:" in result.stdout and "communication empathy" in result.stdout
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["model"] == "local" and results["grader"] == "local"
+    assert results["overall"]["n"] + results["n_grading_failures"] >= 1
+    assert len(results["cases"]) == 4
+    for line in (run_dir / "examples.jsonl").read_text().splitlines():
+        turns = json.loads(line)["completion"].splitlines()
+        assert turns[0].startswith("Patient: ") and any(t.startswith("Doctor: ") for t in turns)

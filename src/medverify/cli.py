@@ -52,13 +52,18 @@ _state = {"debug": False}
 
 
 def _register_subcommands() -> None:
+    from medverify.consult.cli import consult_bench
     from medverify.healthbench.cli import app as healthbench_app
+    from medverify.rubrics.cli import HELP as RUBRICS_HELP
+    from medverify.rubrics.cli import rubrics
     from medverify.simulator.cases_cli import app as cases_app
     from medverify.simulator.simulate_cli import app as simulate_app
 
     app.add_typer(healthbench_app, name="healthbench")
     app.add_typer(cases_app, name="cases")
     app.add_typer(simulate_app, name="simulate")
+    app.command("consult-bench")(consult_bench)
+    app.command("rubrics", help=RUBRICS_HELP)(rubrics)
 
 
 _register_subcommands()
@@ -127,10 +132,19 @@ def chat(
 
 @app.command()
 def demo(
-    doctor: Annotated[str, typer.Option(help="Backend spec of the doctor under test.")] = "local",
+    doctor: Annotated[
+        str, typer.Option(help="Backend spec of the doctor under test (or scripted:good...).")
+    ] = "local",
     patient: Annotated[
         str | None,
         typer.Option(help="Backend spec for an LLM patient (default: the offline simulator)."),
+    ] = None,
+    grader: Annotated[
+        str, typer.Option(help="local (offline grader) or a backend spec for an LLM judge.")
+    ] = "local",
+    writer: Annotated[
+        str | None,
+        typer.Option(help="Backend spec of an LLM rubric writer (default: deterministic core)."),
     ] = None,
     case: Annotated[
         list[str] | None,
@@ -142,63 +156,44 @@ def demo(
         Path | None,
         typer.Option(help="Where to keep progress and results (rerun to resume)."),
     ] = None,
+    show_turns: Annotated[bool, typer.Option(help="Print every turn as it happens.")] = False,
     base_url: BaseUrlOpt = None,
     api_key: ApiKeyOpt = None,
     timeout: TimeoutOpt = None,
     no_cache: NoCacheOpt = False,
 ) -> None:
-    """The main job: simulated consultations on bundled cases, offline, on the embedded model.
+    """The main job: the consultation benchmark on bundled cases, offline, embedded model.
 
     The doctor model interviews the patient simulator (Fact Unit, Affective Unit, Termination
-    Gate) built from a bundled case record; transcripts and process measures are printed and
-    saved in the run directory.
+    Gate) on four bundled cases; the rubric generator writes each consultation's criteria
+    (diagnostic accuracy, consultation logic, treatment rationality, communication and
+    empathy, medical ethics); the offline grader judges them. Prints the per-dimension scores
+    and the path of the HTML report, which shows every transcript with its verdicts.
     """
-    from medverify.demo import DEFAULT_CASES, run_demo, write_summary
-    from medverify.runs.store import RunStore
-    from medverify.simulator.simulate_cli import load_case_arg, show_turn
+    from medverify.consult.cli import print_outcome, show_turn_of
+    from medverify.consult.pipeline import run_consult_job
+    from medverify.demo import DEFAULT_CASES, demo_job
+    from medverify.progress import progress_bars
+    from medverify.simulator.simulate_cli import load_case_arg
 
-    cases = [load_case_arg(c) for c in (case or DEFAULT_CASES)]
-    run_dir = run_dir or Path("medverify-runs") / time.strftime("demo-%Y%m%d-%H%M%S")
-    opts = options_from(base_url, api_key, no_cache, timeout)
-    config = {
-        "doctor": doctor,
-        "patient": patient,
-        "cases": [c.id for c in cases],
-        "turns": turns,
-        "max_tokens": max_tokens,
-    }
-
-    async def run() -> None:
-        with RunStore(run_dir, job="demo", config=config) as store:
-            async with make_backend(doctor, opts) as doc:
-                pat = make_backend(patient, opts) if patient else None
-                try:
-                    err_console.print(
-                        "[dim]the first run converts the embedded model once (~30 s)[/dim]"
-                    )
-                    outcomes = await run_demo(
-                        cases,
-                        doc,
-                        store,
-                        patient=pat,
-                        max_turns=turns,
-                        doctor_max_tokens=max_tokens,
-                        on_turn=lambda _cid, turn: show_turn(turn),
-                    )
-                finally:
-                    if pat is not None:
-                        await pat.aclose()
-        for o in outcomes:
-            t = o.transcript
-            console.print(
-                f"{o.case_id}: ended by {t.termination_reason}; {o.doctor_turns} doctor turns; "
-                f"{o.facts_elicited}/{o.facts_total} facts elicited; stated diagnosis: "
-                f"{t.final_diagnosis or '(none)'}; record: {o.diagnosis}",
-                markup=False,
-            )
-        console.print(f"transcripts: {write_summary(run_dir, outcomes)}", markup=False)
-
-    asyncio.run(run())
+    job = demo_job(
+        [load_case_arg(c) for c in (case or DEFAULT_CASES)],
+        run_dir or Path("medverify-runs") / time.strftime("demo-%Y%m%d-%H%M%S"),
+        doctor=doctor,
+        patient=patient,
+        grader=grader,
+        writer=writer,
+        turns=turns,
+        max_tokens=max_tokens,
+        options=options_from(base_url, api_key, no_cache, timeout),
+    )
+    if doctor == "local":
+        err_console.print("[dim]the first run converts the embedded model once (~30 s)[/dim]")
+    with progress_bars(enabled=not show_turns) as bars:
+        outcome = asyncio.run(
+            run_consult_job(job, progress=bars, on_turn=show_turn_of if show_turns else None)
+        )
+    print_outcome(outcome)
 
 
 def main() -> None:

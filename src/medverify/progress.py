@@ -17,6 +17,8 @@ from rich.progress import (
 )
 
 Advance = Callable[..., None]
+#: ``add(description, total) -> advance``: what long jobs take to draw their bars.
+Bars = Callable[[str, int], Advance]
 
 
 @contextmanager

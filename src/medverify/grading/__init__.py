@@ -1,4 +1,4 @@
-"""Grading: the criterion grader (LLM judge), the records it produces and the pure scoring."""
+"""Grading: the criterion graders (LLM judge, offline local grader), their records, the scoring."""
 
 from __future__ import annotations
 
@@ -40,7 +40,20 @@ class BackendJudge(LLMJudge):
 
 
 def make_grader(spec: str, options: BackendOptions | None = None) -> Grader:
-    """A grader from a spec: any backend spec becomes an LLM judge on that backend."""
+    """A grader from a spec.
+
+    ``local`` is the offline local grader (MiniLM features and a trained logistic model,
+    :mod:`medverify.grading.local_grader`): the embedded 135M chat model cannot judge. Every other
+    spec is a backend spec and becomes an LLM judge on that backend (to use the embedded chat model
+    as a judge anyway, wrap ``make_backend("local")`` in :class:`LLMJudge`).
+
+    Raises:
+        ConfigError: a bad spec, or the local grader's model or weights are missing.
+    """
+    if spec.strip() == "local":
+        from medverify.grading.local_grader import LocalGrader
+
+        return LocalGrader()
     return BackendJudge(make_backend(spec, options))
 
 

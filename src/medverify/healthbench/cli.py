@@ -220,10 +220,15 @@ def meta_eval(
     no_cache: NoCacheOpt = False,
 ) -> None:
     """Agreement of a grader with physician labels: macro F1 and balanced accuracy."""
-    from medverify.healthbench.meta_eval import grade_labelled, load_labelled, score_meta_eval
+    from medverify.healthbench.meta_eval import (
+        exclude_trained,
+        grade_labelled,
+        load_labelled,
+        score_meta_eval,
+    )
     from medverify.runs.store import RunStore
 
-    items = load_labelled(data, limit=limit)
+    every = load_labelled(data, limit=limit)
     sha = hashlib.sha256(Path(data).read_bytes()).hexdigest()
     options = options_from(grader_base_url, grader_api_key, no_cache, timeout, grader_concurrency)
 
@@ -231,6 +236,8 @@ def meta_eval(
         config = {"data_sha256": sha, "grader": grader, "limit": limit}
         with RunStore(run_dir, job="healthbench-meta-eval", config=config) as store:
             judge = make_grader(grader, options)
+            # A trained grader (--grader local) is not measured on its own training prompts.
+            items, excluded = exclude_trained(every, judge)
             try:
                 with progress_bars() as add:
                     verdicts, failures = await grade_labelled(
@@ -238,7 +245,14 @@ def meta_eval(
                     )
             finally:
                 await judge.aclose()
-        return score_meta_eval(items, verdicts, grader=grader, data_sha256=sha, n_failures=failures)
+        return score_meta_eval(
+            items,
+            verdicts,
+            grader=grader,
+            data_sha256=sha,
+            n_failures=failures,
+            n_excluded_trained=excluded,
+        )
 
     result = asyncio.run(go())
     out = run_dir / "meta_eval.json"
@@ -257,6 +271,11 @@ def meta_eval(
             f"{theirs.macro_f1:.3f}" if theirs else "—",
         )
     console.print(table)
+    if result.n_excluded_trained:
+        console.print(
+            f"{result.n_excluded_trained} criteria left out: their prompts are in the grader's "
+            "training data"
+        )
     if result.n_grading_failures:
         err_console.print(f"{result.n_grading_failures} criteria could not be graded")
     console.print(f"results: {out}", markup=False)

@@ -15,7 +15,6 @@ An example with a criterion whose grading failed is left out of the scores and c
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import random
 from collections.abc import Callable, Sequence
@@ -284,23 +283,3 @@ def total_cost(parts: Sequence[tuple[str, UsageMeter, str | None]]) -> float | N
             return None
         total += cost
     return round(total, 6)
-
-
-def write_outputs(
-    run_dir: Path, results: RunResults, examples: Sequence[ExampleResult], *, title: str
-) -> dict[str, Path]:
-    """``results.json``, ``examples.jsonl`` and ``report.html`` in the run directory."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    paths = {
-        "results": run_dir / "results.json",
-        "examples": run_dir / "examples.jsonl",
-        "report": run_dir / "report.html",
-    }
-    paths["results"].write_text(results.model_dump_json(indent=2) + "\n", encoding="utf-8")
-    with paths["examples"].open("w", encoding="utf-8") as handle:
-        for example in examples:
-            handle.write(json.dumps(example.model_dump(mode="json"), ensure_ascii=False) + "\n")
-    from medverify.report import write_report
-
-    write_report(paths["report"], results, list(examples), title=title)
-    return paths

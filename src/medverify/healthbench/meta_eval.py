@@ -42,6 +42,7 @@ class LabelledCriterion(BaseModel):
     item: RubricItem
     category: str
     labels: list[bool] = Field(min_length=1)
+    prompt_id: str | None = None
 
 
 class Agreement(BaseModel):
@@ -104,6 +105,7 @@ def _from_official(row: dict[str, Any], number: int) -> list[LabelledCriterion]:
             item=RubricItem(criterion=row["rubric"], points=1),
             category=row.get("category") or "uncategorised",
             labels=row["binary_labels"],
+            prompt_id=row.get("prompt_id"),
         )
     ]
 
@@ -133,6 +135,7 @@ def _from_graded(row: dict[str, Any], number: int) -> list[LabelledCriterion]:
                 item=item,
                 category=axis,
                 labels=[met],
+                prompt_id=row["prompt_id"],
             )
         )
     return out
@@ -181,6 +184,20 @@ class MetaEvalResult(BaseModel):
     labellers_overall: Agreement | None = None
     labellers_by_category: dict[str, Agreement] = Field(default_factory=dict)
     n_grading_failures: int
+    n_excluded_trained: int = 0
+
+
+def exclude_trained(
+    items: Sequence[LabelledCriterion], grader: object
+) -> tuple[list[LabelledCriterion], int]:
+    """Leave out items whose prompt the grader was trained on (``grader.trained_prompt_ids``).
+
+    A trained grader (the local grader) measured on its own training rows would look better than
+    it is; graders without training data keep every item.
+    """
+    trained = getattr(grader, "trained_prompt_ids", None) or frozenset()
+    kept = [item for item in items if item.prompt_id is None or item.prompt_id not in trained]
+    return kept, len(items) - len(kept)
 
 
 def _grouped(
@@ -212,6 +229,7 @@ def score_meta_eval(
     grader: str,
     data_sha256: str,
     n_failures: int,
+    n_excluded_trained: int = 0,
 ) -> MetaEvalResult:
     """Agreement figures from the grader's verdicts (items without a verdict are left out)."""
     graded = [item for item in items if item.id in verdicts]
@@ -227,6 +245,7 @@ def score_meta_eval(
         labellers_overall=lab_overall,
         labellers_by_category=lab_by_cat,
         n_grading_failures=n_failures,
+        n_excluded_trained=n_excluded_trained,
     )
 
 

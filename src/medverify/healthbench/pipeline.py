@@ -30,8 +30,8 @@ from medverify.healthbench.evaluate import (
     sample_completions,
     summarize,
     total_cost,
-    write_outputs,
 )
+from medverify.report.outputs import write_outputs
 from medverify.runs.store import RunStore
 
 Mode = Literal["sample", "completions", "physician", "reference"]
@@ -120,7 +120,7 @@ async def run_job(job: HealthBenchJob, progress: Progress | None = None) -> JobO
                     concurrency=job.concurrency,
                     progress=progress,
                 )
-                session["model"] = _usage_record(model)
+                session["model"] = usage_record(model)
         grader = make_grader(job.grader, job.grader_options)
         try:
             grades = await grade_all(
@@ -136,10 +136,10 @@ async def run_job(job: HealthBenchJob, progress: Progress | None = None) -> JobO
             await grader.aclose()
         backend = getattr(grader, "backend", None)
         if backend is not None:
-            session["grader"] = _usage_record(backend)
+            session["grader"] = usage_record(backend)
         # Usage of every session of this run (a resumed run paid for its first part too).
         store.put("usage", f"{time.time():.6f}", session)
-        usage, cost_parts = _sum_usage(store.items("usage").values())
+        usage, cost_parts = sum_usage(store.items("usage").values())
     per_example = example_results(examples, completions, grades, n_repeats=n_repeats)
     results = summarize(
         per_example,
@@ -161,7 +161,8 @@ async def run_job(job: HealthBenchJob, progress: Progress | None = None) -> JobO
     )
 
 
-def _usage_record(backend: Backend) -> dict[str, Any]:
+def usage_record(backend: Backend) -> dict[str, Any]:
+    """A backend's usage this session, with its spec and endpoint (for the cost estimate)."""
     return {
         "spec": backend.spec,
         "base_url": getattr(backend, "base_url", None),
@@ -169,9 +170,10 @@ def _usage_record(backend: Backend) -> dict[str, Any]:
     }
 
 
-def _sum_usage(
+def sum_usage(
     sessions: Iterable[dict[str, dict[str, Any]]],
 ) -> tuple[dict[str, UsageMeter], list[tuple[str, UsageMeter, str | None]]]:
+    """Usage per role summed over the sessions of a run, and (spec, usage, url) for the cost."""
     totals: dict[str, UsageMeter] = {}
     endpoints: dict[str, tuple[str, str | None]] = {}
     for session in sessions:

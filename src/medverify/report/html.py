@@ -7,7 +7,7 @@ scored low and whether the grader was right. The page is one self-contained file
 SVG, no JavaScript, no external resources, so it opens offline from a copied run directory and
 never leaks a prompt to a CDN. Every piece of model, user and grader text is HTML-escaped.
 
-Written by ``medverify healthbench`` (via ``medverify.healthbench.evaluate.write_outputs``) and
+Written by ``medverify healthbench`` (via ``medverify.report.outputs.write_outputs``) and
 by the consultation benchmark, next to ``results.json`` in the run directory.
 """
 
@@ -376,6 +376,7 @@ def render_report(
     title: str,
     worst_n: int = 10,
     groups: Mapping[str, str] | None = None,
+    sections: Sequence[str] = (),
 ) -> str:
     """The whole report as one self-contained HTML page.
 
@@ -386,6 +387,8 @@ def render_report(
         worst_n: How many of the lowest-scoring examples to show in full.
         groups: Chart title -> tag prefix; one bar chart per entry over the tags of
             ``results.tags`` with that prefix. Defaults to :data:`DEFAULT_GROUPS`.
+        sections: Extra cards of already-escaped HTML (the consultation benchmark's process
+            measures), placed after the overall score.
 
     Returns:
         The HTML document: inline CSS and SVG, no scripts, no external resources.
@@ -398,6 +401,7 @@ def render_report(
         f"{_header(results, len(examples), title)}"
         f"{_overall(results)}"
         f"{_failures(results)}"
+        f"{''.join(sections)}"
         f"{_group_charts(results, groups)}"
         f"{_all_tags(results)}"
         f"{_worst(examples, worst_n)}"
@@ -415,6 +419,7 @@ def write_report(
     title: str,
     worst_n: int = 10,
     groups: Mapping[str, str] | None = None,
+    sections: Sequence[str] = (),
 ) -> Path:
     """Render the report and write it atomically (a temporary file, then ``os.replace``).
 
@@ -427,12 +432,15 @@ def write_report(
         title: The page heading.
         worst_n: How many of the lowest-scoring examples to show in full.
         groups: Chart title -> tag prefix, see :func:`render_report`.
+        sections: Extra cards of escaped HTML, see :func:`render_report`.
 
     Returns:
         The path written.
     """
     target = Path(path)
-    page = render_report(results, examples, title=title, worst_n=worst_n, groups=groups)
+    page = render_report(
+        results, examples, title=title, worst_n=worst_n, groups=groups, sections=sections
+    )
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:

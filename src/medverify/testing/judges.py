@@ -58,3 +58,80 @@ def replay_judge(verdicts: dict[tuple[str, str], bool]) -> Callable[[dict[str, A
         return verdict_json(verdicts[(reply, criterion)], "recorded verdict")
 
     return respond
+
+
+_BOILERPLATE = frozenset(
+    [
+        "asks",
+        "ask",
+        "about",
+        "whether",
+        "patient",
+        "patient's",
+        "doctor",
+        "states",
+        "state",
+        "the",
+        "a",
+        "an",
+        "any",
+        "of",
+        "or",
+        "and",
+        "to",
+        "for",
+        "with",
+        "in",
+        "on",
+        "at",
+        "by",
+        "is",
+        "are",
+        "has",
+        "have",
+        "had",
+        "their",
+        "his",
+        "her",
+        "they",
+        "them",
+        "this",
+        "that",
+    ]
+)
+_NEGATION = re.compile(r"^(?:fails to|does not|doesn't|never)\s+(?P<rest>.*)$", re.I)
+
+
+def _salient(text: str) -> set[str]:
+    return {
+        w for w in re.findall(r"[a-z0-9]+", text.lower()) if len(w) > 2 and w not in _BOILERPLATE
+    }
+
+
+def _covers(doctor: str, phrase: str) -> bool:
+    wanted = _salient(phrase)
+    return bool(wanted) and 2 * len(wanted & _salient(doctor)) >= len(wanted)
+
+
+def transcript_judge(body: dict[str, Any]) -> str:
+    """A judge double for consultation criteria: word overlap with the doctor's lines.
+
+    Reads the ``Doctor:`` lines of the transcript under review. "X without Y" is met when X is
+    covered and Y is not; "Fails to / Does not X" when X is not covered; anything else when at
+    least half its salient words are in the doctor's lines. A crude reader, but it goes
+    through the real judge prompt, fence and JSON parsing, which is what pipeline tests need.
+    """
+    reply, criterion, _ = parse_request(body)
+    doctor = "\n".join(
+        line.removeprefix("Doctor:") for line in reply.splitlines() if line.startswith("Doctor:")
+    )
+    text = criterion.strip().rstrip(".")
+    negated = _NEGATION.match(text)
+    if " without " in text.lower():
+        head, _, tail = text.lower().partition(" without ")
+        met = _covers(doctor, head) and not _covers(doctor, tail)
+    elif negated:
+        met = not _covers(doctor, negated.group("rest"))
+    else:
+        met = _covers(doctor, text)
+    return verdict_json(met, "word overlap with the doctor's lines")

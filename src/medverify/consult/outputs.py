@@ -1,0 +1,184 @@
+"""Scores and files of a consultation benchmark run: verdicts -> scores -> results and report.
+
+Scoring is HealthBench's, unchanged (``medverify.grading.scoring``): a consultation's score is
+the points of its met criteria over its positive points, clipped to [0, 1] in the mean, with a
+seeded bootstrap std; per-dimension and per-axis scores are the same computation over the items
+with that tag. A consultation with a failed verdict is not scored (as in HealthBench runs) and
+counts in ``n_grading_failures``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from html import escape
+from pathlib import Path
+
+from medverify import __version__
+from medverify.backends.base import UsageMeter
+from medverify.consult.process import summarize_process
+from medverify.consult.records import CaseSummary, ConsultResults, ConsultUnit, UnitOutcome
+from medverify.consult.render import grader_input
+from medverify.grading.records import RubricItem
+from medverify.grading.results import CriterionVerdict, ExampleResult
+from medverify.grading.scoring import OVERALL, Stat, aggregate, example_metrics
+from medverify.report.outputs import write_outputs
+
+DIMENSION_PREFIX = "dimension:"
+REPORT_GROUPS = {"Dimensions": DIMENSION_PREFIX, "Axes": "axis:"}
+
+
+def example_result(unit: ConsultUnit, outcome: UnitOutcome) -> ExampleResult:
+    """A consultation as a graded example (what HealthBench's report and scoring take)."""
+    conversation, response = grader_input(unit.case, outcome.transcript)
+    verdicts = [
+        CriterionVerdict(
+            criterion=item.criterion,
+            points=item.points,
+            tags=item.tags,
+            met=grade.met if grade else None,
+            explanation=grade.explanation if grade else "",
+            error=None if grade else "grading failed",
+        )
+        for item, grade in zip(outcome.rubric, outcome.grades, strict=True)
+    ]
+    example_tags = [f"persona:{unit.persona_name}"]
+    result = ExampleResult(
+        prompt_id=unit.key,
+        conversation=conversation,
+        completion=response,
+        example_tags=example_tags,
+        verdicts=verdicts,
+    )
+    if verdicts and all(v.met is not None for v in verdicts):
+        items = [RubricItem(criterion=v.criterion, points=v.points, tags=v.tags) for v in verdicts]
+        metrics = example_metrics(items, [bool(v.met) for v in verdicts], example_tags)
+        result.metrics = metrics
+        result.score = metrics.get(OVERALL)
+    return result
+
+
+def case_summary(unit: ConsultUnit, outcome: UnitOutcome, example: ExampleResult) -> CaseSummary:
+    """One row of the per-consultation table."""
+    p = outcome.process
+    return CaseSummary(
+        key=unit.key,
+        case_id=unit.case.id,
+        persona=unit.persona_name,
+        score=example.score,
+        record_diagnosis=unit.case.diagnosis,
+        stated_diagnosis=outcome.transcript.final_diagnosis,
+        diagnosis_correct=p.diagnosis_correct,
+        facts_elicited=p.facts_elicited,
+        facts_total=p.facts_total,
+        doctor_turns=p.doctor_turns,
+        termination_reason=p.termination_reason,
+        n_criteria=len(outcome.rubric),
+        n_grading_failures=example.n_failures,
+    )
+
+
+def summarize_consult(
+    units: Sequence[ConsultUnit],
+    outcomes: Sequence[UnitOutcome],
+    *,
+    doctor: str,
+    patient: str,
+    grader: str,
+    writer: str | None,
+    usage: Mapping[str, UsageMeter],
+    cost_estimate_usd: float | None,
+    data_sha256: str,
+    failed_units: Mapping[str, str] | None = None,
+) -> tuple[ConsultResults, list[ExampleResult]]:
+    """The run's aggregate and the per-consultation examples (for ``examples.jsonl``)."""
+    by_key = {u.key: u for u in units}
+    examples = [example_result(by_key[o.key], o) for o in outcomes]
+    stats = aggregate([e.metrics for e in examples if e.metrics], seed=0)
+    overall = stats.pop(OVERALL, Stat(score=0.0, std=0.0, n=0))
+    results = ConsultResults(
+        overall=overall,
+        tags=dict(sorted(stats.items())),
+        model=doctor,
+        grader=grader,
+        n_grading_failures=sum(e.n_failures for e in examples),
+        usage={name: meter.model_dump() for name, meter in usage.items()},
+        cost_estimate_usd=cost_estimate_usd,
+        medverify_version=__version__,
+        data_sha256=data_sha256,
+        patient=patient,
+        rubric_writer=writer,
+        dimensions={
+            tag.removeprefix(DIMENSION_PREFIX): stat
+            for tag, stat in sorted(stats.items())
+            if tag.startswith(DIMENSION_PREFIX)
+        },
+        process=summarize_process([o.process for o in outcomes]),
+        cases=[case_summary(by_key[o.key], o, e) for o, e in zip(outcomes, examples, strict=True)],
+        failed_units=dict(failed_units or {}),
+    )
+    return results, examples
+
+
+def _pct(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.0f}%"
+
+
+def process_section(results: ConsultResults) -> str:
+    """The report's card of process measures and the per-consultation table (escaped HTML)."""
+    p = results.process
+    rows = [
+        ("Consultations", f"{p.n}"),
+        ("Mean doctor turns", f"{p.mean_doctor_turns:.1f}"),
+        ("Mean questions asked", f"{p.mean_questions_asked:.1f}"),
+        ("Facts elicited (mean share of the record's history)", _pct(p.mean_fact_recall)),
+        ("Exam findings / test results obtained (mean share)", _pct(p.mean_finding_recall)),
+        ("Gave a diagnosis", _pct(p.diagnosis_given_rate)),
+        ("Named the record's diagnosis", _pct(p.diagnosis_correct_rate)),
+        ("Red flags addressed", _pct(p.red_flags_addressed_rate)),
+        ("Endings", ", ".join(f"{k}: {v}" for k, v in p.terminations.items())),
+    ]
+    summary = "".join(f"<tr><td>{escape(k)}</td><td>{escape(v)}</td></tr>" for k, v in rows)
+    cases = "".join(
+        "<tr>"
+        f"<td class='mono'>{escape(c.key)}</td>"
+        f"<td>{'–' if c.score is None else f'{c.score:.2f}'}</td>"
+        f"<td>{escape(c.stated_diagnosis or '(none)')}</td>"
+        f"<td>{escape(c.record_diagnosis)}</td>"
+        f"<td>{c.facts_elicited}/{c.facts_total}</td>"
+        f"<td>{c.doctor_turns}</td>"
+        f"<td>{escape(c.termination_reason or 'stopped')}</td>"
+        "</tr>"
+        for c in results.cases
+    )
+    failed = ""
+    if results.failed_units:
+        items = "".join(
+            f"<li><code>{escape(k)}</code>: {escape(v)}</li>"
+            for k, v in results.failed_units.items()
+        )
+        failed = (
+            f"<p>Consultations that failed (retried when the run is resumed):</p><ul>{items}</ul>"
+        )
+    return (
+        '<section class="card" id="process"><h2>What the doctor did</h2>'
+        '<p class="muted">Measured from the transcripts, without a grader.</p>'
+        f"<table><tbody>{summary}</tbody></table>{failed}</section>"
+        '<section class="card" id="consultations"><h2>Consultations</h2><table><thead><tr>'
+        "<th>consultation</th><th>score</th><th>stated diagnosis</th><th>record</th>"
+        "<th>facts</th><th>turns</th><th>ended</th></tr></thead>"
+        f"<tbody>{cases}</tbody></table></section>"
+    )
+
+
+def write_consult_outputs(
+    run_dir: Path, results: ConsultResults, examples: Sequence[ExampleResult], *, title: str
+) -> dict[str, Path]:
+    """``results.json``, ``examples.jsonl`` and ``report.html`` (with per-dimension charts)."""
+    return write_outputs(
+        run_dir,
+        results,
+        examples,
+        title=title,
+        groups=REPORT_GROUPS,
+        sections=[process_section(results)],
+    )

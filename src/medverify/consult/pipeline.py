@@ -1,0 +1,153 @@
+"""A whole consultation-benchmark job: backends up, every consultation, scores, files.
+
+What ``medverify consult-bench`` and ``medverify demo`` run. The job's settings that decide the
+results (doctor, patient, grader, rubric writer, turn limit, token cap, seed, personas, the case
+records' hash) are the run store's config: rerunning with the same ``--run-dir`` resumes, and
+rerunning with other settings is refused instead of mixing two runs.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from medverify.backends.base import Backend
+from medverify.backends.registry import BackendOptions, make_backend
+from medverify.consult.bench import ConsultBench, Doctor, cases_sha256, make_units
+from medverify.consult.outputs import summarize_consult, write_consult_outputs
+from medverify.consult.records import ConsultResults
+from medverify.consult.scripted import SCRIPTED_DOCTORS, scripted_doctor
+from medverify.errors import ConfigError
+from medverify.grading import make_grader
+from medverify.healthbench.evaluate import total_cost
+from medverify.healthbench.pipeline import sum_usage, usage_record
+from medverify.progress import Bars
+from medverify.runs.store import RunStore
+from medverify.simulator.records import CaseRecord, Turn
+
+SCRIPTED_PREFIX = "scripted:"
+
+
+class ConsultJob(BaseModel):
+    """Everything a consultation benchmark run needs."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    cases: list[CaseRecord]
+    run_dir: Path
+    doctor: str = "local"
+    patient: str | None = None
+    grader: str = "local"
+    writer: str | None = None
+    personas: list[str] = ["case"]
+    max_turns: int = 10
+    doctor_max_tokens: int = 256
+    seed: int = 0
+    concurrency: int = 4
+    doctor_options: BackendOptions = BackendOptions()
+    grader_options: BackendOptions = BackendOptions()
+    title: str | None = None
+
+
+class ConsultOutcome(BaseModel):
+    """A finished job: the aggregate, where its files went, whether it resumed."""
+
+    results: ConsultResults
+    paths: dict[str, Path]
+    resumed: bool
+
+
+def scripted_factory(spec: str) -> Callable[[CaseRecord], Any]:
+    """The per-case turn-function factory of ``scripted:<good|guess|wrong|unsafe>``."""
+    kind = spec.removeprefix(SCRIPTED_PREFIX)
+    if kind not in SCRIPTED_DOCTORS:
+        raise ConfigError(
+            f"unknown scripted doctor {spec!r}; use one of "
+            + ", ".join(SCRIPTED_PREFIX + k for k in SCRIPTED_DOCTORS)
+        )
+    return lambda case: scripted_doctor(case, kind)
+
+
+def _config(job: ConsultJob) -> dict[str, Any]:
+    return {
+        "doctor": job.doctor,
+        "patient": job.patient,
+        "grader": job.grader,
+        "writer": job.writer,
+        "personas": job.personas,
+        "max_turns": job.max_turns,
+        "doctor_max_tokens": job.doctor_max_tokens,
+        "seed": job.seed,
+        "cases_sha256": cases_sha256(job.cases),
+    }
+
+
+async def run_consult_job(
+    job: ConsultJob,
+    *,
+    progress: Bars | None = None,
+    on_turn: Callable[[str, Turn], None] | None = None,
+) -> ConsultOutcome:
+    """Run (or resume) the benchmark and write ``results.json``, ``examples.jsonl``, the report."""
+    if not job.cases:
+        raise ConfigError("no cases to run")
+    units = make_units(job.cases, job.personas)
+    data_sha = cases_sha256(job.cases)
+    backends: dict[str, Backend] = {}
+    with RunStore(job.run_dir, job="consult-bench", config=_config(job)) as store:
+        resumed = store.is_resumed
+        grader = make_grader(job.grader, job.grader_options)
+        try:
+            doctor: Doctor
+            if job.doctor.startswith(SCRIPTED_PREFIX):
+                doctor = scripted_factory(job.doctor)
+            else:
+                doctor = backends["doctor"] = make_backend(job.doctor, job.doctor_options)
+            if job.patient:
+                backends["patient"] = make_backend(job.patient, job.doctor_options)
+            if job.writer:
+                backends["writer"] = make_backend(job.writer, job.grader_options)
+            bench = ConsultBench(
+                store,
+                doctor,
+                grader,
+                patient=backends.get("patient"),
+                writer=backends.get("writer"),
+                max_turns=job.max_turns,
+                doctor_max_tokens=job.doctor_max_tokens,
+                seed=job.seed,
+                on_turn=on_turn,
+            )
+            outcomes, failures = await bench.run(
+                units, concurrency=job.concurrency, progress=progress
+            )
+        finally:
+            await grader.aclose()
+            for backend in backends.values():
+                await backend.aclose()
+        session = {role: usage_record(b) for role, b in backends.items()}
+        judge = getattr(grader, "backend", None)
+        if judge is not None:
+            session["grader"] = usage_record(judge)
+        # Usage of every session of this run: a resumed run paid for its first part too.
+        store.put("usage", f"{time.time():.6f}", session)
+        usage, cost_parts = sum_usage(store.items("usage").values())
+    results, examples = summarize_consult(
+        units,
+        outcomes,
+        doctor=job.doctor,
+        patient=job.patient or "offline",
+        grader=grader.spec,
+        writer=job.writer,
+        usage=usage,
+        cost_estimate_usd=total_cost(cost_parts),
+        data_sha256=data_sha,
+        failed_units=failures,
+    )
+    title = job.title or f"Consultation benchmark: {job.doctor}"
+    paths = write_consult_outputs(job.run_dir, results, examples, title=title)
+    return ConsultOutcome(results=results, paths=paths, resumed=resumed)

@@ -1,0 +1,108 @@
+"""Transcript-aware rubric items: what *this* doctor did in *this* consultation.
+
+The core's items hold for any consultation of a case. A transcript adds items that only make
+sense for the one that happened, each checkable from the transcript's text:
+
+* a final diagnosis stated without asking about a key history topic (one item per key topic
+  the patient never revealed, most important first, at most three);
+* premature closure: the final diagnosis after only a few questions, with most of the key
+  history never elicited;
+* a consultation that ended without any final assessment (turn limit) or with the patient
+  leaving.
+
+"Revealed" comes from the simulator's own record of which facts each patient turn disclosed
+(``Turn.revealed_fact_ids``), not from guessing at the doctor's wording. Used by
+:func:`medverify.rubrics.core.build_core` when a transcript is given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from medverify.errors import InputError
+from medverify.grading.records import RubricItem
+from medverify.rubrics.records import item
+from medverify.simulator.gate import extract_diagnosis
+from medverify.simulator.records import CaseRecord, Transcript
+
+if TYPE_CHECKING:
+    from medverify.rubrics.core import HistoryTarget
+
+#: Most "diagnosis without asking about X" items per transcript.
+MAX_MISSED = 3
+
+
+def diagnosis_turn(transcript: Transcript) -> int | None:
+    """Index (in ``turns``) of the doctor turn with the final assessment, else ``None``."""
+    for index, turn in enumerate(transcript.turns):
+        if turn.role == "doctor" and extract_diagnosis(turn.text) is not None:
+            return index
+    return None
+
+
+def questions_before(transcript: Transcript, end: int) -> int:
+    """Doctor turns before turn ``end`` (each is one round of questions or requests)."""
+    return sum(1 for t in transcript.turns[:end] if t.role == "doctor")
+
+
+def transcript_items(
+    case: CaseRecord, transcript: Transcript, targets: Sequence[HistoryTarget]
+) -> list[RubricItem]:
+    """Items about this consultation (see the module docstring).
+
+    Raises:
+        InputError: the transcript is of another case.
+    """
+    if transcript.case_id != case.id:
+        raise InputError(
+            f"the transcript is of case {transcript.case_id!r}, not {case.id!r}", field="case_id"
+        )
+    out: list[RubricItem] = []
+    revealed = transcript.revealed()
+    dx_at = diagnosis_turn(transcript)
+    concluded = dx_at is not None or transcript.final_diagnosis is not None
+    ranked = sorted(targets, key=lambda t: (-t.score, t.order))
+    missed = [t for t in ranked if not revealed.intersection(t.fact_ids)]
+    if concluded:
+        for target in missed[:MAX_MISSED]:
+            points = -4 if target is ranked[0] else -3
+            out.append(
+                item(
+                    f"States a final diagnosis without having asked about {target.phrase}",
+                    points,
+                    "consultation_logic",
+                    "completeness",
+                )
+            )
+        asked = questions_before(transcript, dx_at if dx_at is not None else len(transcript.turns))
+        if ranked and len(missed) > len(ranked) / 2:
+            plural = "s" if asked != 1 else ""
+            out.append(
+                item(
+                    f"Gives the final diagnosis after only {asked} question turn{plural}, before "
+                    "taking a full history",
+                    -5,
+                    "consultation_logic",
+                    "completeness",
+                )
+            )
+    elif transcript.termination_reason == "turn_limit":
+        out.append(
+            item(
+                "Runs out of turns without giving a final diagnosis or plan",
+                -4,
+                "consultation_logic",
+                "instruction_following",
+            )
+        )
+    if transcript.termination_reason == "patient_left":
+        out.append(
+            item(
+                "Loses the patient's trust: the patient leaves before a diagnosis or plan is given",
+                -5,
+                "communication_empathy",
+                "communication_quality",
+            )
+        )
+    return out

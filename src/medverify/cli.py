@@ -58,12 +58,14 @@ def _register_subcommands() -> None:
     from medverify.rubrics.cli import rubrics
     from medverify.simulator.cases_cli import app as cases_app
     from medverify.simulator.simulate_cli import app as simulate_app
+    from medverify.train.cli import app as train_app
 
     app.add_typer(healthbench_app, name="healthbench")
     app.add_typer(cases_app, name="cases")
     app.add_typer(simulate_app, name="simulate")
     app.command("consult-bench")(consult_bench)
     app.command("rubrics", help=RUBRICS_HELP)(rubrics)
+    app.add_typer(train_app, name="train")
 
 
 _register_subcommands()

@@ -1,0 +1,77 @@
+"""``medverify train rs-sft|grpo|pipeline --config FILE`` -- a thin layer over :mod:`pipeline`.
+
+All three read the same config format (:mod:`medverify.train.config`): ``pipeline`` runs every
+stage in order, ``rs-sft`` and ``grpo`` only the stages of that kind. The config is validated
+before any model loads; a rerun with the same ``--run-dir`` resumes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from medverify.cli_common import console
+from medverify.train.config import load_config
+
+app = typer.Typer(
+    help="Training against the verifier on TRL: rejection-sampling SFT, GRPO, staged pipeline.",
+    no_args_is_help=True,
+)
+
+ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="Training config (YAML).")]
+RunDirOpt = Annotated[
+    Path | None,
+    typer.Option("--run-dir", help="Checkpoints, evals, curves; rerun with it to resume."),
+]
+CheckOpt = Annotated[
+    bool, typer.Option("--check", help="Validate the config and print the stages; train nothing.")
+]
+
+
+def _fmt(value: object) -> str:
+    return f"{value:.3f}" if isinstance(value, float) else ("-" if value is None else str(value))
+
+
+def _run(config: Path, run_dir: Path | None, kinds: set[str] | None, check: bool) -> None:
+    cfg = load_config(config)
+    if check:
+        for stage in cfg.stages:
+            if kinds is None or stage.kind in kinds:
+                console.print(f"{stage.name}: {stage.kind} {stage.task or ''}".rstrip())
+        return
+    from medverify.train.pipeline import run_pipeline
+
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    run = run_dir or Path(cfg.run_dir or f"medverify-runs/train-{stamp}")
+    outcome = run_pipeline(cfg, run, kinds=kinds)
+    table = Table(title="evaluation (held-out)")
+    keys = ["mcq_accuracy", "healthbench_score", "consult_rubric_score", "consult_process_score"]
+    table.add_column("after")
+    for key in keys:
+        table.add_column(key)
+    for name, scores in outcome.evals.items():
+        table.add_row(name, *[_fmt(scores.get(k)) for k in keys])
+    console.print(table)
+    console.print(f"run directory: {outcome.run_dir} (summary.json, curves.png, stages/)")
+
+
+@app.command("pipeline")
+def pipeline(config: ConfigOpt, run_dir: RunDirOpt = None, check: CheckOpt = False) -> None:
+    """Run every stage of the config in order, evaluating before and after each."""
+    _run(config, run_dir, None, check)
+
+
+@app.command("rs-sft")
+def rs_sft(config: ConfigOpt, run_dir: RunDirOpt = None, check: CheckOpt = False) -> None:
+    """Rejection-sampling SFT: the config's rs_sft stages (sample k, grade, keep the best)."""
+    _run(config, run_dir, {"rs_sft"}, check)
+
+
+@app.command("grpo")
+def grpo(config: ConfigOpt, run_dir: RunDirOpt = None, check: CheckOpt = False) -> None:
+    """GRPO with verifier rewards: the config's grpo stages."""
+    _run(config, run_dir, {"grpo"}, check)

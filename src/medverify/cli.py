@@ -53,6 +53,8 @@ _state = {"debug": False}
 
 def _register_subcommands() -> None:
     from medverify.consult.cli import consult_bench
+    from medverify.deploy.cli import app as deploy_app
+    from medverify.deploy.cli import serve_cmd
     from medverify.healthbench.cli import app as healthbench_app
     from medverify.rubrics.cli import HELP as RUBRICS_HELP
     from medverify.rubrics.cli import rubrics
@@ -66,6 +68,8 @@ def _register_subcommands() -> None:
     app.command("consult-bench")(consult_bench)
     app.command("rubrics", help=RUBRICS_HELP)(rubrics)
     app.add_typer(train_app, name="train")
+    app.add_typer(deploy_app, name="deploy")
+    app.command("serve")(serve_cmd)
 
 
 _register_subcommands()

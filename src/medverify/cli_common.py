@@ -10,8 +10,10 @@ from rich.console import Console
 from medverify.backends.registry import BackendOptions
 
 # No emoji codes or markup from text we did not write: ":x:" in a model reply stays ":x:".
-console = Console(emoji=False, highlight=False)
-err_console = Console(stderr=True, emoji=False, highlight=False)
+# soft_wrap: a printed line (a path, an error) is never broken at the terminal's width, so scripts
+# and users can copy it; tables and panels still fit the width.
+console = Console(emoji=False, highlight=False, soft_wrap=True)
+err_console = Console(stderr=True, emoji=False, highlight=False, soft_wrap=True)
 
 BaseUrlOpt = Annotated[
     str | None,

@@ -151,3 +151,52 @@ async def run_consult_job(
     title = job.title or f"Consultation benchmark: {job.doctor}"
     paths = write_consult_outputs(job.run_dir, results, examples, title=title)
     return ConsultOutcome(results=results, paths=paths, resumed=resumed)
+
+
+def consult_hook(
+    cases: list[CaseRecord],
+    run_root: Path,
+    *,
+    grader: str = "local",
+    grader_options: BackendOptions | None = None,
+    max_turns: int = 4,
+    doctor_max_tokens: int = 96,
+) -> Callable[[str, Backend], Any]:
+    """An ``async (name, doctor backend) -> Stat`` scorer: the benchmark on ``cases``.
+
+    What ``medverify deploy report --consult-cases N`` runs on every deployment variant (fp,
+    quantized, + draft), each in its own run directory under ``run_root``, with the same grader
+    and rubric core, so the quality deltas compare like with like.
+    """
+
+    async def score(name: str, doctor: Backend) -> Any:
+        units = make_units(cases, ["case"])
+        grader_obj = make_grader(grader, grader_options or BackendOptions())
+        config = {"doctor": name, "grader": grader, "cases_sha256": cases_sha256(cases)}
+        try:
+            with RunStore(run_root / name, job="consult-bench", config=config) as store:
+                bench = ConsultBench(
+                    store,
+                    doctor,
+                    grader_obj,
+                    max_turns=max_turns,
+                    doctor_max_tokens=doctor_max_tokens,
+                )
+                outcomes, failures = await bench.run(units, concurrency=len(units))
+        finally:
+            await grader_obj.aclose()
+        results, _ = summarize_consult(
+            units,
+            outcomes,
+            doctor=name,
+            patient="offline",
+            grader=grader_obj.spec,
+            writer=None,
+            usage={},
+            cost_estimate_usd=None,
+            data_sha256=cases_sha256(cases),
+            failed_units=failures,
+        )
+        return results.overall
+
+    return score

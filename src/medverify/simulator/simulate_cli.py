@@ -236,9 +236,12 @@ def simulate(
         else "no final diagnosis"
     )
     console.print(
-        f"ended: {reason}; {verdict}; the record's diagnosis: {record.diagnosis}", markup=False
+        f"ended: {reason}; {verdict}; the record's diagnosis: {record.diagnosis}",
+        markup=False,
+        soft_wrap=True,
     )
-    console.print(f"transcript: {write_transcript(transcript, out_path)}", markup=False)
+    path = write_transcript(transcript, out_path)
+    console.print(f"transcript: {path}", markup=False, soft_wrap=True)
 
 
 def quality_table(report: QualityReport) -> Table:

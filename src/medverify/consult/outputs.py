@@ -13,14 +13,13 @@ from collections.abc import Mapping, Sequence
 from html import escape
 from pathlib import Path
 
-from medverify import __version__
 from medverify.backends.base import UsageMeter
 from medverify.consult.process import summarize_process
 from medverify.consult.records import CaseSummary, ConsultResults, ConsultUnit, UnitOutcome
 from medverify.consult.render import grader_input
-from medverify.grading.records import RubricItem
 from medverify.grading.results import CriterionVerdict, ExampleResult
-from medverify.grading.scoring import OVERALL, Stat, aggregate, example_metrics
+from medverify.grading.scoring import OVERALL, example_metrics
+from medverify.healthbench.evaluate import summarize
 from medverify.report.outputs import write_outputs
 
 DIMENSION_PREFIX = "dimension:"
@@ -50,8 +49,7 @@ def example_result(unit: ConsultUnit, outcome: UnitOutcome) -> ExampleResult:
         verdicts=verdicts,
     )
     if verdicts and all(v.met is not None for v in verdicts):
-        items = [RubricItem(criterion=v.criterion, points=v.points, tags=v.tags) for v in verdicts]
-        metrics = example_metrics(items, [bool(v.met) for v in verdicts], example_tags)
+        metrics = example_metrics(outcome.rubric, [bool(v.met) for v in verdicts], example_tags)
         result.metrics = metrics
         result.score = metrics.get(OVERALL)
     return result
@@ -93,23 +91,22 @@ def summarize_consult(
     """The run's aggregate and the per-consultation examples (for ``examples.jsonl``)."""
     by_key = {u.key: u for u in units}
     examples = [example_result(by_key[o.key], o) for o in outcomes]
-    stats = aggregate([e.metrics for e in examples if e.metrics], seed=0)
-    overall = stats.pop(OVERALL, Stat(score=0.0, std=0.0, n=0))
-    results = ConsultResults(
-        overall=overall,
-        tags=dict(sorted(stats.items())),
+    # HealthBench's aggregate, unchanged; a consultation run adds its own fields to it.
+    base = summarize(
+        examples,
         model=doctor,
         grader=grader,
-        n_grading_failures=sum(e.n_failures for e in examples),
-        usage={name: meter.model_dump() for name, meter in usage.items()},
+        usage=dict(usage),
         cost_estimate_usd=cost_estimate_usd,
-        medverify_version=__version__,
         data_sha256=data_sha256,
+    )
+    results = ConsultResults(
+        **dict(base),
         patient=patient,
         rubric_writer=writer,
         dimensions={
             tag.removeprefix(DIMENSION_PREFIX): stat
-            for tag, stat in sorted(stats.items())
+            for tag, stat in base.tags.items()
             if tag.startswith(DIMENSION_PREFIX)
         },
         process=summarize_process([o.process for o in outcomes]),

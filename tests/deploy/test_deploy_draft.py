@@ -153,3 +153,73 @@ def test_target_replies_are_kept_in_the_run_store(tmp_path, tiny_dir):
     again: list[str] = []
     distill_draft(f"hf:{tiny_dir}", tmp_path / "d2", config, run_dir=run, on_progress=again.append)
     assert not any(m.startswith("target replies") for m in again)  # nothing regenerated
+
+
+def test_kd_loss_is_the_cross_entropy_plus_the_kl_to_the_teacher(tiny_dir):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from medverify.deploy.draft import _reply_loss, _tensors, init_draft_from_target
+
+    target = AutoModelForCausalLM.from_pretrained(tiny_dir).eval()
+    rows = [{"prompt": [1, 5, 9], "reply": [11, 12, 13, 2]}, {"prompt": [1, 7], "reply": [4, 2]}]
+    ids, mask, labels = _tensors(rows, 0, torch)
+    with torch.no_grad():
+        ce = _reply_loss(target, ids, mask, labels, torch)
+        self_kd = _reply_loss(target, ids, mask, labels, torch, teacher=target)
+        draft = init_draft_from_target(target, 1)
+        draft_ce = _reply_loss(draft, ids, mask, labels, torch)
+        draft_kd = _reply_loss(draft, ids, mask, labels, torch, teacher=target)
+    assert torch.isclose(self_kd, ce, atol=1e-5)  # KL of a model to itself is 0
+    assert draft_kd > draft_ce  # a 1-layer draft differs from its 2-layer target
+
+
+def test_distilling_with_kd_records_the_loss_in_the_manifest(tmp_path, tiny_dir):
+    config = DraftConfig(
+        layers=1, steps=2, gen_tokens=6, max_prompts=3, holdout=1, batch_size=2, loss="kd"
+    )
+    result = distill_draft(f"hf:{tiny_dir}", tmp_path / "kd", config)
+    details = result.manifest.details
+    assert details["config"]["loss"] == "kd"
+    assert details["steps_done"] == 2
+    with pytest.raises(ValueError):
+        DraftConfig(loss="mse")
+
+
+def test_the_draft_prompt_builder_leaves_the_bundled_prompts_out(tmp_path, monkeypatch):
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    bench = Path(__file__).parents[2] / "benchmarks"
+    monkeypatch.syspath_prepend(str(bench))
+    spec = importlib.util.spec_from_file_location(
+        "make_draft_prompts", bench / "make_draft_prompts.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    raw = tmp_path / "mediq.jsonl"
+    row = {
+        "context": ["A 30-year-old has a cough."],
+        "question": "Next step?",
+        "options": {"A": "x"},
+    }
+    raw.write_text(json.dumps(row) + "\n")
+    prompts = module.mcq_prompts(raw)
+    assert [p.source for p in prompts] == ["MedQA", "MedQA vignette"]
+    assert prompts[0].prompt.endswith("A. x") and "cough" in prompts[1].prompt
+    bundled = bundled_prompts()[0]
+    hb = tmp_path / "hb.jsonl"
+    hb.write_text(
+        json.dumps({"prompt_id": "p", "prompt": bundled.prompt})
+        + "\n"
+        + json.dumps({"prompt_id": "q", "prompt": "A new question?"})
+        + "\n"
+    )
+    out = tmp_path / "prompts.jsonl"
+    monkeypatch.setattr(
+        sys, "argv", ["x", "--out", str(out), "--healthbench", str(hb), "--mcq", str(raw)]
+    )
+    module.main()
+    texts = [p.prompt for p in load_prompts(out)]
+    assert bundled.prompt not in texts and "A new question?" in texts and len(texts) == 3

@@ -35,3 +35,29 @@ def test_cpu_smoke_reward_path_helpers_run():
     bench = _load("train_cpu_smoke")
     assert 0 < bench.rubric_path_seconds_per_sample(16) < 0.05
     assert 0 < bench.hook_seconds_per_sample(8, 4, reps=5) < 0.05
+
+
+def test_train_ablation_variants_map_onto_the_trl_options(tmp_path):
+    from medverify.train.config import grpo_args
+
+    bench = _load("train_ablation")
+    args = bench.parse_args(["--out", str(tmp_path / "r.json"), "--variants", "defaults,vanilla"])
+    defaults = grpo_args(bench.stage_for(args, bench.VARIANTS["defaults"]).grpo)
+    vanilla = grpo_args(bench.stage_for(args, bench.VARIANTS["vanilla"]).grpo)
+    assert defaults["beta"] == 0.0 and vanilla["beta"] == 0.04
+    assert defaults["loss_type"] == "dapo" and vanilla["loss_type"] == "grpo"
+    assert defaults["epsilon_high"] > defaults["epsilon"] == vanilla["epsilon_high"]
+    for name, overrides in bench.VARIANTS.items():  # every variant is a valid stage
+        assert bench.stage_for(args, overrides).grpo.model_dump().items() >= overrides.items(), name
+    summary = bench.summarize(
+        [
+            {"reward": "0.1", "rewards/rule_reward/mean": "0.5", "entropy": "2.0"},
+            {"reward": "0.3", "rewards/rule_reward/mean": "0.25", "entropy": "1.0"},
+        ]
+    )
+    assert summary["per_step"]["task_reward"] == [0.5, 0.25]
+    assert summary["task_reward_last_third"] == 0.25
+    import pytest
+
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--out", "x.json", "--variants", "defaults,nonsense"])

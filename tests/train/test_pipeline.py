@@ -87,3 +87,45 @@ def test_only_one_kind(fakes, tmp_path):
     assert [n for n, _, _ in fakes["stages"]] == ["sft"]
     with pytest.raises(ConfigError, match="no stage of kind"):
         run_pipeline(parse_config(CONFIG), tmp_path / "other", kinds={"mid_train"})
+
+
+def test_a_grpo_stage_closes_its_grader_on_the_loop_that_ran_it(tmp_path):
+    import asyncio
+    import threading
+
+    from medverify.train.pipeline import close_scorer
+    from medverify.train.rewards import GradeCache
+
+    class Grader:
+        spec = "fake"
+
+        def __init__(self) -> None:
+            self.closed_on: list[object] = []
+
+        async def aclose(self) -> None:
+            self.closed_on.append(asyncio.get_running_loop())
+
+    class Scorer:
+        def __init__(self) -> None:
+            self.grader = Grader()
+            self.cache = GradeCache(str(tmp_path / "grades.sqlite"))
+
+    # TRL's pattern: an event loop running in a daemon thread
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    scorer = Scorer()
+    close_scorer(scorer, loop)
+    assert scorer.grader.closed_on == [loop]
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(timeout=5)
+    # no loop: closed in a fresh one; a grader that fails to close is logged, not raised
+    other = Scorer()
+    close_scorer(other)
+    assert len(other.grader.closed_on) == 1
+
+    async def boom() -> None:
+        raise RuntimeError("already closed")
+
+    other.grader.aclose = boom
+    close_scorer(other)

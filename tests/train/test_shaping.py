@@ -9,6 +9,7 @@ from medverify.train.shaping import (
     dynamic_sampling_mask,
     failed_rows_to_nan,
     task_scores,
+    token_normaliser,
 )
 
 nan = float("nan")
@@ -57,6 +58,20 @@ def test_dropping_rows_changes_the_token_normaliser():
     tool_mask = torch.tensor([[1, 0, 1, 1]] * 4)
     mask, active = apply_loss_mask(completion_mask, tool_mask, keep)
     assert active.item() == 2 + 1  # environment tokens stay out of the loss
+
+
+def test_a_batch_with_every_group_dropped_gives_a_zero_loss_not_nan():
+    # TRL's dapo loss divides by the active-token count, which is 0 when no group survives
+    completion_mask = torch.ones((4, 3), dtype=torch.long)
+    keep = dynamic_sampling_mask(torch.tensor([0.0, 0.0, 1.0, 1.0]), 2)
+    assert not keep.any()
+    mask, active = apply_loss_mask(completion_mask, None, keep)
+    per_token_loss = torch.randn(4, 3, requires_grad=True)
+    loss = (per_token_loss * completion_mask * mask).sum() / token_normaliser(active.unsqueeze(0))
+    loss.backward()
+    assert loss.item() == 0.0
+    assert torch.isfinite(per_token_loss.grad).all()
+    assert token_normaliser(torch.tensor([3, 4])).item() == 7
 
 
 def test_overlong_and_length_switches_add_reward_columns():

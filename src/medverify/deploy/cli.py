@@ -96,10 +96,20 @@ def distill_draft_cmd(
         Path | None, typer.Option(help="Keep the target's replies here (rerun to resume).")
     ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace a non-empty --out.")] = False,
+    loss: Annotated[
+        str, typer.Option(help="ce (greedy tokens) or kd (+ KL to the target's distribution).")
+    ] = "ce",
+    gen_batch: Annotated[int, typer.Option(min=1, help="Prompts the target answers at once.")] = 8,
+    holdout: Annotated[int, typer.Option(min=1, help="Prompts kept out to measure.")] = 6,
+    device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "auto",
 ) -> None:
     """Train a small draft on the target's own greedy replies to medical prompts."""
     from medverify.deploy.draft import DraftConfig, distill_draft
 
+    if loss not in ("ce", "kd"):
+        raise typer.BadParameter(f"--loss must be ce or kd, got {loss!r}")
+    if device not in ("auto", "cpu", "cuda"):
+        raise typer.BadParameter(f"--device must be cpu, cuda or auto, got {device!r}")
     config = DraftConfig(
         layers=layers,
         steps=steps,
@@ -108,7 +118,14 @@ def distill_draft_cmd(
         lr=lr,
         max_prompts=max_prompts,
         time_budget_s=time_budget,
+        loss=loss,  # type: ignore[arg-type]
+        gen_batch=gen_batch,
+        holdout=holdout,
     )
+    if device == "auto":
+        from medverify.deploy.quantize import cuda_available
+
+        device = "cuda" if cuda_available() else "cpu"
     with err_console.status("distilling a draft...") as status:
         result = distill_draft(
             target,
@@ -118,6 +135,7 @@ def distill_draft_cmd(
             run_dir=run_dir,
             overwrite=overwrite,
             on_progress=lambda msg: status.update(msg),
+            device=device,
         )
     d = result.manifest.details
     console.print(

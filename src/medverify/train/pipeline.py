@@ -113,8 +113,29 @@ def _run_grpo(stage: StageConfig, model: str, stage_dir: Path, rows: list[dict[s
     trainer = build_grpo_trainer(
         stage, model, rows, stage_dir / "checkpoints", rewards, rollout_func=rollout
     )
-    trainer.train(resume_from_checkpoint=last_checkpoint(stage_dir / "checkpoints"))
+    try:
+        trainer.train(resume_from_checkpoint=last_checkpoint(stage_dir / "checkpoints"))
+    finally:
+        if stage.task != "rule":
+            close_scorer(scorer, getattr(trainer, "async_loop", None))
     return trainer
+
+
+def close_scorer(scorer: Any, loop: Any = None) -> None:
+    """Close a reward scorer's grader (its HTTP client) and verdict cache after a GRPO stage.
+
+    TRL runs async reward functions on its own event loop in a daemon thread, so the grader's
+    client belongs to that loop and is closed there; without a loop, in a fresh one. A failure to
+    close is logged, never raised: the stage's results are already saved.
+    """
+    try:
+        if loop is not None and loop.is_running():
+            asyncio.run_coroutine_threadsafe(scorer.grader.aclose(), loop).result(timeout=30)
+        else:
+            asyncio.run(scorer.grader.aclose())
+    except Exception as exc:  # closing must not fail a finished stage
+        log.warning("could not close the grader cleanly: %s", exc)
+    scorer.cache.close()
 
 
 def _run_rs_sft(

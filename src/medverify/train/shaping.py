@@ -129,3 +129,14 @@ def apply_loss_mask(
     base = torch.ones_like(completion_mask) if tool_mask is None else tool_mask
     new = base * keep.to(base.dtype).unsqueeze(1)
     return new, (completion_mask * new).sum()
+
+
+def token_normaliser(active_tokens: torch.Tensor) -> torch.Tensor:
+    """The token-level loss's denominator over all processes: never zero.
+
+    When dynamic sampling drops every group of a batch (all-equal rewards everywhere, common in
+    the first steps of a small model) no token is active; the advantages are then all zero and the
+    step should be a no-op, but TRL's ``dapo`` loss divides by this count, and 0 / 0 would give
+    NaN gradients that poison the weights. Clamped to 1, the loss is exactly 0.
+    """
+    return active_tokens.sum().clamp(min=1)

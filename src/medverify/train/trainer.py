@@ -31,6 +31,7 @@ from medverify.train.shaping import (
     dynamic_sampling_mask,
     failed_rows_to_nan,
     task_scores,
+    token_normaliser,
 )
 
 log = logging.getLogger(__name__)
@@ -127,7 +128,7 @@ class VerifierGRPOTrainer(GRPOTrainer):
             return output
         mask, active = apply_loss_mask(output["completion_mask"], output.get("tool_mask"), keep)
         output["tool_mask"] = mask
-        output["num_items_in_batch"] = self.accelerator.gather(active).sum()
+        output["num_items_in_batch"] = token_normaliser(self.accelerator.gather(active))
         return output
 
 

@@ -44,6 +44,53 @@ async def test_openai_backend_gets_the_engines_greedy_reply(engine):
     assert server.last_stats.draft_calls > 0  # the server decoded with the draft
 
 
+async def test_concurrent_greedy_requests_are_batched_and_get_their_single_replies(engine):
+    import asyncio
+
+    questions = ["Is 38.5 C a fever?", "What is a normal pulse?", "Can I take ibuprofen?", "hi"]
+    async with (
+        srv.running_server(engine) as (server, url),
+        make_backend("openai:tiny", _opts(url)) as client,
+    ):
+        got = await asyncio.gather(
+            *(client.complete([{"role": "user", "content": q}], max_tokens=10) for q in questions),
+            client.complete([{"role": "user", "content": "odd one"}], max_tokens=7),
+        )
+    assert max(server.batch_sizes) > 1  # several requests shared a batch
+    assert sum(server.batch_sizes) == len(questions) + 1
+    for q, reply in zip(questions, got, strict=False):
+        alone = engine.generate(
+            [{"role": "user", "content": q}], srv.SamplingParams(max_tokens=10), use_draft=False
+        )
+        assert reply.text == alone.text
+        assert reply.usage.completion_tokens == alone.stats.completion_tokens
+        assert reply.finish_reason == alone.stats.finish_reason
+    # another max_tokens is another batch: its reply still has its own length limit
+    assert got[-1].usage.completion_tokens <= 7
+
+
+async def test_batching_can_be_turned_off_and_sampling_is_never_batched(engine):
+    import asyncio
+
+    with pytest.raises(ConfigError, match="max_batch_size"):
+        srv.ChatServer(engine, max_batch_size=0)
+    with pytest.raises(ConfigError, match="greedy only"):
+        engine.generate_many(
+            [[{"role": "user", "content": "x"}]], srv.SamplingParams(temperature=1)
+        )
+    async with (
+        srv.running_server(engine, max_batch_size=1) as (server, url),
+        make_backend("openai:tiny", _opts(url)) as client,
+    ):
+        await asyncio.gather(
+            *(
+                client.complete([{"role": "user", "content": f"q{i}"}], max_tokens=4)
+                for i in range(3)
+            )
+        )
+    assert server.batch_sizes == []  # every request went through engine.generate alone
+
+
 async def test_streaming_sends_openai_chunks_that_add_up_to_the_reply(engine):
     body = {
         "model": "tiny",

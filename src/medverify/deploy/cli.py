@@ -250,6 +250,10 @@ def serve_cmd(
     ] = None,
     engine: Annotated[str, typer.Option(help="auto, local (CPU server) or vllm.")] = "auto",
     draft_tokens: Annotated[int, typer.Option(min=1, max=64, help="Draft tokens per round.")] = 8,
+    max_batch: Annotated[
+        int,
+        typer.Option(min=1, max=256, help="CPU server: concurrent greedy requests per batch."),
+    ] = 8,
     dry_run: Annotated[
         bool, typer.Option(help="Print the vLLM command instead of running it.")
     ] = False,
@@ -267,6 +271,7 @@ def serve_cmd(
         name=name,
         engine=engine,
         draft_tokens=draft_tokens,
+        max_batch_size=max_batch,
     )
     chosen = srv.choose_engine(engine)
     if chosen == "vllm" or dry_run:

@@ -349,6 +349,38 @@ class Engine:
         )
         return Generation(text=text, token_ids=tokens, stats=stats)
 
+    def generate_many(
+        self, conversations: Sequence[Sequence[Message | dict[str, str]]], params: SamplingParams
+    ) -> list[Generation]:
+        """Greedy replies to several conversations in one batch (the server's concurrent users).
+
+        Stop strings are applied to each reply afterwards. No draft: transformers' assisted
+        decoding takes one sequence at a time, and for several users batching pays more.
+
+        Raises:
+            ConfigError: ``params`` asks for sampling (batched sampling would tie every reply to
+                the batch it landed in).
+        """
+        if params.temperature > 0:
+            raise ConfigError("generate_many is greedy only; sample one request at a time")
+        prompts = [self.encode(m) for m in conversations]
+        rows, seconds = self.generate_batch(prompts, params.max_tokens)
+        out = []
+        for prompt, tokens in zip(prompts, rows, strict=True):
+            text = self.tokenizer.decode(tokens, skip_special_tokens=True)
+            finish = "stop" if len(tokens) < params.max_tokens else "length"
+            cut = _first_stop(text, params.stop)
+            if cut is not None:
+                text, finish = text[:cut], "stop"
+            stats = GenerationStats(
+                prompt_tokens=len(prompt),
+                completion_tokens=len(tokens),
+                seconds=seconds,
+                finish_reason=finish,
+            )
+            out.append(Generation(text=text, token_ids=tokens, stats=stats))
+        return out
+
     def generate_batch(
         self, prompts: list[list[int]], max_new_tokens: int
     ) -> tuple[list[list[int]], float]:

@@ -52,6 +52,7 @@ def main() -> None:
         action="store_true",
         help="also time + draft without the CPU verify kernel and int8 draft head",
     )
+    ap.add_argument("--ngram", action="store_true", help="also time n-gram prompt lookup")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     work = Path(args.workdir)
@@ -93,6 +94,9 @@ def main() -> None:
     for v in variants:
         v.engine.draft_tokens = args.draft_tokens
         v.engine.draft_schedule = args.draft_schedule
+    if args.ngram:  # draft-free: transformers' prompt lookup, its own measured default size
+        ngram = Engine(default_model_dir(), draft="ngram")
+        variants.insert(2, Variant(name="fp32 + ngram", engine=ngram, use_draft=True))
     results, gens = measure(
         variants,
         prompts,
@@ -110,6 +114,10 @@ def main() -> None:
             for a, b in zip(gens["int8-dynamic"], gens["int8-dynamic + draft"], strict=True)
         ),
     }
+    if "fp32 + ngram" in gens:
+        same_target["fp32 + ngram vs fp32"] = sum(
+            a.text == b.text for a, b in zip(gens["fp32"], gens["fp32 + ngram"], strict=True)
+        )
     from medverify.deploy.common import read_manifest
 
     draft_manifest = read_manifest(ddir).model_dump()
@@ -134,6 +142,11 @@ def main() -> None:
         },
         "speedup_draft_vs_same_target": {
             "fp32": round(by["fp32 + draft"].single_tok_s / fp.single_tok_s, 3),
+            **(
+                {"fp32 ngram": round(by["fp32 + ngram"].single_tok_s / fp.single_tok_s, 3)}
+                if "fp32 + ngram" in by
+                else {}
+            ),
             "int8": round(by["int8-dynamic + draft"].single_tok_s / q.single_tok_s, 3),
         },
         "draft": draft_manifest["details"],

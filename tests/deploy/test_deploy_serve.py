@@ -227,3 +227,25 @@ def test_serve_config_checks_directories(tmp_path, tiny_dir, tiny_draft):
         srv.engine_for(srv.ServeConfig(model="local", quantized=tmp_path))
     with pytest.raises(InputError, match="expected a quantized directory"):
         srv.engine_for(srv.ServeConfig(model=f"hf:{tiny_dir}", quantized=tiny_draft))
+
+
+def test_ngram_drafting_is_exact_and_maps_onto_vllm(tiny_dir):
+    engine = Engine(tiny_dir, draft="ngram").load()
+    assert engine.ngram and engine.draft is None and engine.draft_tokens == 3
+    assert engine.has_draft and engine.draft_label == "ngram" and engine.column_linear
+    # a reply that repeats its prompt is where prompt lookup pays
+    messages = [{"role": "user", "content": "Repeat: fever, cough, fever, cough, fever, cough."}]
+    params = srv.SamplingParams(max_tokens=24)
+    alone = engine.generate(messages, params, use_draft=False)
+    spec = engine.generate(messages, params)
+    assert spec.token_ids == alone.token_ids
+    assert spec.stats.draft_calls == 0 and spec.stats.target_calls <= alone.stats.target_calls
+    cfg = srv.ServeConfig(model=str(tiny_dir), draft="ngram")
+    assert srv.engine_for(cfg).ngram  # no manifest is looked for
+    cmd = srv.vllm_command(cfg, tiny_dir)
+    spec_cfg = json.loads(cmd[cmd.index("--speculative-config") + 1])
+    assert spec_cfg == {"method": "ngram", "num_speculative_tokens": 3, "prompt_lookup_max": 4}
+    from medverify.deploy.report import make_variants
+
+    names = [v.name for v in make_variants(tiny_dir, draft="ngram")]
+    assert names == ["fp", "fp + ngram"]

@@ -151,7 +151,10 @@ def report_cmd(
     out: Annotated[Path, typer.Option("--out", "-o", help="Where report.json/html go.")],
     model: ModelOpt = "local",
     quantized: Annotated[Path | None, typer.Option(help="A 'deploy quantize' directory.")] = None,
-    draft: Annotated[Path | None, typer.Option(help="A 'deploy distill-draft' directory.")] = None,
+    draft: Annotated[
+        Path | None,
+        typer.Option(help="A 'deploy distill-draft' directory, or ngram (prompt lookup)."),
+    ] = None,
     n_prompts: Annotated[int, typer.Option(min=1, help="Prompts to time.")] = 6,
     max_tokens: Annotated[int, typer.Option(min=1, help="Tokens per timed reply.")] = 64,
     healthbench: Annotated[
@@ -175,7 +178,7 @@ def report_cmd(
 
     model_dir = resolve_model(model)
     variants = rep.make_variants(model_dir, quantized=quantized, draft=draft)
-    held = held_out_prompts(draft) if draft is not None else None
+    held = held_out_prompts(draft) if draft is not None and str(draft) != "ngram" else None
     prompts = (
         [[{"role": "user", "content": p.prompt}] for p in held][:n_prompts]
         if held
@@ -242,14 +245,19 @@ def report_cmd(
 def serve_cmd(
     model: ModelOpt = "local",
     quantized: Annotated[Path | None, typer.Option(help="A 'deploy quantize' directory.")] = None,
-    draft: Annotated[Path | None, typer.Option(help="A 'deploy distill-draft' directory.")] = None,
+    draft: Annotated[
+        Path | None,
+        typer.Option(help="A 'deploy distill-draft' directory, or ngram (prompt lookup)."),
+    ] = None,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535, help="Port (0: any free one).")] = 8000,
     name: Annotated[
         str | None, typer.Option(help="Model name clients send (default: 'local' or the dir).")
     ] = None,
     engine: Annotated[str, typer.Option(help="auto, local (CPU server) or vllm.")] = "auto",
-    draft_tokens: Annotated[int, typer.Option(min=1, max=64, help="Draft tokens per round.")] = 8,
+    draft_tokens: Annotated[
+        int | None, typer.Option(min=1, max=64, help="Draft tokens per round (8; ngram 3).")
+    ] = None,
     max_batch: Annotated[
         int,
         typer.Option(min=1, max=256, help="CPU server: concurrent greedy requests per batch."),

@@ -107,14 +107,15 @@ def make_variants(
     model_dir: Path,
     *,
     quantized: Path | None = None,
-    draft: Path | None = None,
+    draft: Path | str | None = None,
     method: str = "fp",
 ) -> list[Variant]:
     """fp, fp + draft, quantized, quantized + draft (those the given directories allow)."""
     fp = Engine(model_dir, draft=draft, name="fp")
+    kind = "ngram" if fp.ngram else "draft"
     variants = [Variant(name=method, engine=fp)]
     if draft is not None:
-        variants.append(Variant(name=f"{method} + draft", engine=fp, use_draft=True))
+        variants.append(Variant(name=f"{method} + {kind}", engine=fp, use_draft=True))
     if quantized is not None:
         from medverify.deploy.common import read_manifest
 
@@ -122,7 +123,7 @@ def make_variants(
         q = Engine(quantized, draft=draft, name=qname)
         variants.append(Variant(name=qname, engine=q))
         if draft is not None:
-            variants.append(Variant(name=f"{qname} + draft", engine=q, use_draft=True))
+            variants.append(Variant(name=f"{qname} + {kind}", engine=q, use_draft=True))
     return variants
 
 
@@ -177,7 +178,7 @@ def measure(
             VariantResult(
                 name=v.name,
                 target=str(v.engine.target_path),
-                draft=str(v.engine.draft_path) if v.use_draft else None,
+                draft=v.engine.draft_label if v.use_draft else None,
                 load_s=round(v.engine.load_seconds or 0.0, 2),
                 weights_mb=round(mem["target"] / 2**20, 1),
                 draft_weights_mb=round(mem["draft"] / 2**20, 1) if v.use_draft else 0.0,

@@ -39,7 +39,13 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from medverify.backends.base import Message, SamplingParams
-from medverify.deploy.engine import Engine, Generation
+from medverify.deploy.engine import (
+    DEFAULT_DRAFT_TOKENS,
+    NGRAM,
+    NGRAM_DRAFT_TOKENS,
+    Engine,
+    Generation,
+)
 from medverify.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -329,7 +335,7 @@ class ServeConfig(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     engine: str = "auto"
-    draft_tokens: int = Field(8, ge=1, le=64)
+    draft_tokens: int | None = Field(None, ge=1, le=64)
     default_max_tokens: int = Field(512, ge=1)
     max_batch_size: int = Field(8, ge=1, le=256)
 
@@ -367,8 +373,18 @@ def vllm_command(config: ServeConfig, model_dir: Path) -> list[str]:
         "--served-model-name",
         config.name or served.name,
     ]
-    if config.draft is not None:
-        spec = {"model": str(config.draft), "num_speculative_tokens": config.draft_tokens}
+    if config.draft is not None and str(config.draft) == NGRAM:
+        spec: dict[str, Any] = {
+            "method": "ngram",
+            "num_speculative_tokens": config.draft_tokens or NGRAM_DRAFT_TOKENS,
+            "prompt_lookup_max": 4,
+        }
+        cmd += ["--speculative-config", json.dumps(spec)]
+    elif config.draft is not None:
+        spec = {
+            "model": str(config.draft),
+            "num_speculative_tokens": config.draft_tokens or DEFAULT_DRAFT_TOKENS,
+        }
         cmd += ["--speculative-config", json.dumps(spec)]
     return cmd
 
@@ -404,7 +420,7 @@ def engine_for(config: ServeConfig) -> Engine:
         target = config.quantized
     else:
         target = resolve_model(config.model)
-    if config.draft is not None:
+    if config.draft is not None and str(config.draft) != NGRAM:
         read_manifest(config.draft, kind="draft")
     name = config.name or ("local" if config.model.strip() == "local" else Path(target).name)
     return Engine(target, draft=config.draft, name=name, draft_tokens=config.draft_tokens)

@@ -91,6 +91,34 @@ def test_quantize_and_report_commands(tmp_path, tiny_dir, tiny_draft):
     assert (out / "report.html").is_file()
 
 
+def test_report_with_ngram_drafting(tmp_path, tiny_dir):
+    out = tmp_path / "report-ngram"
+    result = CliRunner().invoke(
+        _cli(),
+        [
+            "deploy",
+            "report",
+            "--model",
+            f"hf:{tiny_dir}",
+            "--draft",
+            "ngram",
+            "--out",
+            str(out),
+            "--n-prompts",
+            "1",
+            "--max-tokens",
+            "6",
+        ],
+        terminal_width=250,
+    )
+    assert result.exit_code == 0, result.output
+    data = json.loads((out / "report.json").read_text())
+    assert [v["name"] for v in data["variants"]] == ["fp", "fp + ngram"]
+    ngram = data["variants"][1]
+    assert ngram["draft"] == "ngram" and ngram["identical_to_reference"] == 1
+    assert data["settings"]["prompts"] == "bundled"
+
+
 def test_serve_dry_run_prints_the_vllm_command(tiny_dir, tiny_draft):
     result = CliRunner().invoke(
         _cli(),

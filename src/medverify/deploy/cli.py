@@ -175,10 +175,11 @@ def report_cmd(
     from medverify.deploy import report as rep
     from medverify.deploy.common import resolve_model
     from medverify.deploy.draft import held_out_prompts
+    from medverify.deploy.engine import is_ngram
 
     model_dir = resolve_model(model)
     variants = rep.make_variants(model_dir, quantized=quantized, draft=draft)
-    held = held_out_prompts(draft) if draft is not None and str(draft) != "ngram" else None
+    held = held_out_prompts(draft) if draft is not None and not is_ngram(draft) else None
     prompts = (
         [[{"role": "user", "content": p.prompt}] for p in held][:n_prompts]
         if held

@@ -37,6 +37,11 @@ NGRAM = "ngram"
 NGRAM_DRAFT_TOKENS = 3
 
 
+def is_ngram(draft: str | Path | None) -> bool:
+    """Whether a ``--draft`` value asks for n-gram prompt lookup rather than a draft directory."""
+    return draft is not None and str(draft) == NGRAM
+
+
 class GenerationStats(BaseModel):
     """What one generation cost.
 
@@ -146,7 +151,7 @@ class Engine:
         self.draft_head_int8 = draft_head_int8
         self.draft_schedule = draft_schedule
         self.target_path = Path(target).expanduser()
-        self.ngram = draft is not None and str(draft) == NGRAM
+        self.ngram = is_ngram(draft)
         self.draft_path = Path(draft).expanduser() if draft is not None and not self.ngram else None
         for p in (self.target_path, self.draft_path):
             if p is not None and not p.is_dir():
@@ -351,24 +356,38 @@ class Engine:
             target_calls, draft_calls = self._target_calls.n, self._draft_calls.n
         ids = out[0, len(prompt) :].tolist()
         end = next((i for i, t in enumerate(ids) if t in self._eos), None)
-        tokens = ids if end is None else ids[:end]
-        text = self.tokenizer.decode(tokens, skip_special_tokens=True)
-        finish = "stop" if end is not None else "length"
-        cut = _first_stop(text, stops)
-        if cut is not None:
-            text, finish = text[:cut], "stop"
-        elif len(tokens) < params.max_tokens:
-            finish = "stop"
-        stats = GenerationStats(
-            prompt_tokens=len(prompt),
-            completion_tokens=len(tokens),
+        return self._finished(
+            prompt,
+            ids if end is None else ids[:end],
+            params,
             seconds=seconds,
             first_token_s=(clock["first"] - start) if "first" in clock else None,
             target_calls=target_calls,
             draft_calls=draft_calls,
-            finish_reason=finish,
         )
-        return Generation(text=text, token_ids=tokens, stats=stats)
+
+    def _finished(
+        self, prompt: list[int], tokens: list[int], params: SamplingParams, **stats: Any
+    ) -> Generation:
+        """The reply for ``tokens`` (cut at the end token): text cut at the first stop string.
+
+        A reply shorter than ``max_tokens`` ended at the end token or a stop string: ``stop``.
+        """
+        text = self.tokenizer.decode(tokens, skip_special_tokens=True)
+        finish = "stop" if len(tokens) < params.max_tokens else "length"
+        cut = _first_stop(text, params.stop)
+        if cut is not None:
+            text, finish = text[:cut], "stop"
+        return Generation(
+            text=text,
+            token_ids=tokens,
+            stats=GenerationStats(
+                prompt_tokens=len(prompt),
+                completion_tokens=len(tokens),
+                finish_reason=finish,
+                **stats,
+            ),
+        )
 
     def generate_many(
         self, conversations: Sequence[Sequence[Message | dict[str, str]]], params: SamplingParams
@@ -386,21 +405,10 @@ class Engine:
             raise ConfigError("generate_many is greedy only; sample one request at a time")
         prompts = [self.encode(m) for m in conversations]
         rows, seconds = self.generate_batch(prompts, params.max_tokens)
-        out = []
-        for prompt, tokens in zip(prompts, rows, strict=True):
-            text = self.tokenizer.decode(tokens, skip_special_tokens=True)
-            finish = "stop" if len(tokens) < params.max_tokens else "length"
-            cut = _first_stop(text, params.stop)
-            if cut is not None:
-                text, finish = text[:cut], "stop"
-            stats = GenerationStats(
-                prompt_tokens=len(prompt),
-                completion_tokens=len(tokens),
-                seconds=seconds,
-                finish_reason=finish,
-            )
-            out.append(Generation(text=text, token_ids=tokens, stats=stats))
-        return out
+        return [
+            self._finished(prompt, tokens, params, seconds=seconds)
+            for prompt, tokens in zip(prompts, rows, strict=True)
+        ]
 
     def generate_batch(
         self, prompts: list[list[int]], max_new_tokens: int

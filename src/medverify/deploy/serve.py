@@ -41,10 +41,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from medverify.backends.base import Message, SamplingParams
 from medverify.deploy.engine import (
     DEFAULT_DRAFT_TOKENS,
-    NGRAM,
     NGRAM_DRAFT_TOKENS,
     Engine,
     Generation,
+    is_ngram,
 )
 from medverify.errors import ConfigError
 
@@ -373,7 +373,7 @@ def vllm_command(config: ServeConfig, model_dir: Path) -> list[str]:
         "--served-model-name",
         config.name or served.name,
     ]
-    if config.draft is not None and str(config.draft) == NGRAM:
+    if is_ngram(config.draft):
         spec: dict[str, Any] = {
             "method": "ngram",
             "num_speculative_tokens": config.draft_tokens or NGRAM_DRAFT_TOKENS,
@@ -420,7 +420,7 @@ def engine_for(config: ServeConfig) -> Engine:
         target = config.quantized
     else:
         target = resolve_model(config.model)
-    if config.draft is not None and str(config.draft) != NGRAM:
+    if config.draft is not None and not is_ngram(config.draft):
         read_manifest(config.draft, kind="draft")
     name = config.name or ("local" if config.model.strip() == "local" else Path(target).name)
     return Engine(target, draft=config.draft, name=name, draft_tokens=config.draft_tokens)

@@ -48,7 +48,7 @@ from medverify.rubrics.phrasing import (
     short_finding,
     topic_of,
 )
-from medverify.rubrics.records import GENERATOR_VERSION, Origin, Rubric, item
+from medverify.rubrics.records import Origin, Rubric, item
 from medverify.simulator import lexicon as lx
 from medverify.simulator.fact_unit import HISTORY_CATEGORIES, specific_keywords
 from medverify.simulator.records import CaseRecord, Fact, Transcript
@@ -979,22 +979,18 @@ def core_rubric(
         InputError: the case cannot give a rubric (names the field), or the transcript belongs
             to another case.
     """
-    from medverify.rubrics.validate import dedupe_tokens, review
+    from medverify.rubrics.validate import dedupe_tokens, finish_rubric
 
     build = build_core(case, transcript, options)
     items, origins, removed = dedupe_tokens(build.items, build.origins)
-    warnings = list(build.warnings)
-    if removed:
-        warnings.append(f"removed {len(removed)} near-duplicate item(s): " + "; ".join(removed))
-    warnings += review(items)
-    return Rubric(
-        case_id=case.id,
-        items=items,
-        origins=origins,
+    return finish_rubric(
+        case.id,
+        items,
+        origins,
+        removed,
+        build.warnings,
         generator="core+transcript" if transcript is not None else "core",
-        version=GENERATOR_VERSION,
         writer=None,
         seed=0,
         transcript_aware=transcript is not None,
-        warnings=warnings,
     )

@@ -19,8 +19,8 @@ from typing import Any, Literal
 from medverify.backends.base import Backend
 from medverify.errors import ConfigError
 from medverify.rubrics.core import CoreOptions, build_core
-from medverify.rubrics.records import GENERATOR_VERSION, Origin, Rubric
-from medverify.rubrics.validate import dedupe_embeddings, dedupe_tokens, review
+from medverify.rubrics.records import Origin, Rubric
+from medverify.rubrics.validate import dedupe_embeddings, dedupe_tokens, finish_rubric
 from medverify.rubrics.writer import write_items
 from medverify.simulator.records import CaseRecord, Transcript
 
@@ -106,17 +106,14 @@ async def generate_rubric(
             items, origins, removed = dedupe_tokens(items, origins)
     else:
         items, origins, removed = dedupe_tokens(items, origins)
-    if removed:
-        warnings.append(f"removed {len(removed)} near-duplicate item(s): " + "; ".join(removed))
-    warnings += review(items)
-    return Rubric(
-        case_id=case.id,
-        items=items,
-        origins=origins,
+    return finish_rubric(
+        case.id,
+        items,
+        origins,
+        removed,
+        warnings,
         generator=generator,
-        version=GENERATOR_VERSION,
         writer=writer.spec if writer is not None else None,
         seed=seed,
         transcript_aware=transcript is not None,
-        warnings=warnings,
     )

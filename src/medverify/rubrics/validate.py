@@ -29,6 +29,9 @@ from medverify.rubrics.records import (
     AXIS_PREFIX,
     DIMENSION_PREFIX,
     DIMENSIONS,
+    GENERATOR_VERSION,
+    Origin,
+    Rubric,
     tag_values,
 )
 from medverify.simulator.fact_unit import HISTORY_CATEGORIES
@@ -166,6 +169,32 @@ def dedupe_embeddings(
         return token_similarity(items[i].criterion, items[j].criterion) >= TOKEN_THRESHOLD
 
     return _dedupe(items, origins, similar)
+
+
+def finish_rubric(
+    case_id: str,
+    items: list[RubricItem],
+    origins: list[Origin],
+    removed: Sequence[str],
+    warnings: list[str],
+    **provenance: Any,
+) -> Rubric:
+    """The rubric record after de-duplication: what was removed and the review, as warnings.
+
+    ``provenance``: ``generator``, ``writer``, ``seed`` and ``transcript_aware``.
+    """
+    warnings = list(warnings)
+    if removed:
+        warnings.append(f"removed {len(removed)} near-duplicate item(s): " + "; ".join(removed))
+    warnings += review(items)
+    return Rubric(
+        case_id=case_id,
+        items=items,
+        origins=origins,
+        version=GENERATOR_VERSION,
+        warnings=warnings,
+        **provenance,
+    )
 
 
 def review(items: Sequence[RubricItem]) -> list[str]:

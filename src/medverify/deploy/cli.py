@@ -102,14 +102,66 @@ def distill_draft_cmd(
     gen_batch: Annotated[int, typer.Option(min=1, help="Prompts the target answers at once.")] = 8,
     holdout: Annotated[int, typer.Option(min=1, help="Prompts kept out to measure.")] = 6,
     device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "auto",
+    kind: Annotated[
+        str,
+        typer.Option(
+            help="model (a small model cut from the target, for transformers/vLLM) or eagle "
+            "(a head reading the target's features; faster on CPU)."
+        ),
+    ] = "model",
+    vocab: Annotated[
+        int | None, typer.Option(min=16, help="eagle: LM-head rows kept (most frequent tokens).")
+    ] = 8192,
+    unroll: Annotated[
+        int, typer.Option(min=1, max=4, help="eagle: drafting steps simulated in training.")
+    ] = 2,
+    target_dtype: Annotated[
+        str, typer.Option(help="eagle: auto, or float32 when the head will serve a fp32 target.")
+    ] = "auto",
+    init: Annotated[
+        Path | None, typer.Option(help="eagle: continue training this head directory.")
+    ] = None,
 ) -> None:
-    """Train a small draft on the target's own greedy replies to medical prompts."""
+    """Train a draft (a small model or an EAGLE head) on the target's own greedy replies."""
     from medverify.deploy.draft import DraftConfig, distill_draft
 
     if loss not in ("ce", "kd"):
         raise typer.BadParameter(f"--loss must be ce or kd, got {loss!r}")
     if device not in ("auto", "cpu", "cuda"):
         raise typer.BadParameter(f"--device must be cpu, cuda or auto, got {device!r}")
+    if kind not in ("model", "eagle"):
+        raise typer.BadParameter(f"--kind must be model or eagle, got {kind!r}")
+    if target_dtype not in ("auto", "float32"):
+        raise typer.BadParameter(f"--target-dtype must be auto or float32, got {target_dtype!r}")
+    if device == "auto":
+        from medverify.deploy.quantize import cuda_available
+
+        device = "cuda" if cuda_available() else "cpu"
+    if kind == "eagle":
+        _train_eagle_cmd(
+            target,
+            out,
+            {
+                "layers": layers,
+                "vocab": vocab,
+                "unroll": unroll,
+                "target_dtype": target_dtype,
+                "steps": steps,
+                "gen_tokens": gen_tokens,
+                "batch_size": batch_size,
+                "lr": lr,
+                "max_prompts": max_prompts,
+                "time_budget_s": time_budget,
+                "gen_batch": gen_batch,
+                "holdout": holdout,
+            },
+            prompts=prompts,
+            run_dir=run_dir,
+            overwrite=overwrite,
+            device=device,
+            init=init,
+        )
+        return
     config = DraftConfig(
         layers=layers,
         steps=steps,
@@ -122,10 +174,6 @@ def distill_draft_cmd(
         gen_batch=gen_batch,
         holdout=holdout,
     )
-    if device == "auto":
-        from medverify.deploy.quantize import cuda_available
-
-        device = "cuda" if cuda_available() else "cpu"
     with err_console.status("distilling a draft...") as status:
         result = distill_draft(
             target,
@@ -142,6 +190,41 @@ def distill_draft_cmd(
         f"{result.out}: {layers}-layer draft of {target}; {d['steps_done']} steps in "
         f"{d['train_seconds']} s; held-out top-1 agreement with the target "
         f"{d['held_out_agreement_before']:.3f} -> {d['held_out_agreement_after']:.3f}",
+        markup=False,
+    )
+
+
+def _train_eagle_cmd(
+    target: str,
+    out: Path,
+    settings: dict,
+    *,
+    prompts: Path | None,
+    run_dir: Path | None,
+    overwrite: bool,
+    device: str,
+    init: Path | None,
+) -> None:
+    from medverify.deploy.eagle import EagleConfig, train_eagle
+
+    config = EagleConfig.model_validate(settings)
+    with err_console.status("training an EAGLE head...") as status:
+        result = train_eagle(
+            target,
+            out,
+            config,
+            prompts_file=prompts,
+            run_dir=run_dir,
+            overwrite=overwrite,
+            on_progress=lambda msg: status.update(msg),
+            device=device,
+            init=init,
+        )
+    d = result.manifest.details
+    console.print(
+        f"{result.out}: {d['layers']}-layer EAGLE head of {target} over {d['vocab_kept']} tokens; "
+        f"{d['steps_done']} steps in {d['train_seconds']} s; held-out top-1 agreement with the "
+        f"target {d['held_out_agreement_before']:.3f} -> {d['held_out_agreement_after']:.3f}",
         markup=False,
     )
 

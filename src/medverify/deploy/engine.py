@@ -3,7 +3,8 @@
 ``medverify serve`` on CPU, ``medverify deploy report`` and the speculative-decoding checks all
 need the same thing: load a target (a checkpoint or a ``deploy quantize`` directory), optionally a
 draft model with the same tokenizer, and generate with ``transformers``' own assisted decoding
-(``assistant_model=``), streaming text as it is accepted, and counting what it cost: time to the
+(``assistant_model=``) or, for an EAGLE head, :func:`medverify.deploy.eagle.speculate_greedy`,
+streaming text as it is accepted, and counting what it cost: time to the
 first token, target and draft forward passes (hence tokens per target pass and the draft's
 acceptance rate). The model is not thread-safe, so one lock serialises generation; batched
 throughput on GPUs is vLLM's job (``medverify serve`` starts it there).
@@ -35,6 +36,10 @@ DEFAULT_DRAFT_TOKENS = 8
 NGRAM = "ngram"
 #: n-gram tokens per round (measured on CPU, 6 prompts x 64 tokens: 3 -> 1.34x, 6 -> 1.08x).
 NGRAM_DRAFT_TOKENS = 3
+#: most tokens an EAGLE head drafts per round (:mod:`medverify.deploy.eagle`).
+EAGLE_DRAFT_TOKENS = 4
+#: an EAGLE head stops drafting a round when its next guess is less likely than this.
+EAGLE_MIN_CONFIDENCE = 0.0
 
 
 def is_ngram(draft: str | Path | None) -> bool:
@@ -124,6 +129,8 @@ class Engine:
             (default: on when a draft runs on the CPU, where PyTorch's own is slow for few rows).
         draft_head_int8: run a float draft's LM head in per-channel int8
             (:func:`~medverify.deploy.quantize.quantize_head_int8`; default: on the CPU).
+        draft_confidence: an EAGLE head stops a round's drafting when its next guess has less
+            than this probability (default :data:`EAGLE_MIN_CONFIDENCE`).
         draft_schedule: ``heuristic`` (transformers', the default: start at ``draft_tokens``,
             two more after a fully accepted round, one fewer otherwise) or ``constant``. On CPU
             with the 4-layer SmolLM2 draft, heuristic from 2 reached 1.00-1.15x and constant 5 0.90x
@@ -144,12 +151,16 @@ class Engine:
         column_linear: bool | None = None,
         draft_head_int8: bool | None = None,
         draft_schedule: str = "heuristic",
+        draft_confidence: float | None = None,
     ) -> None:
         if draft_schedule not in ("constant", "heuristic"):
             raise ConfigError(f"draft_schedule must be constant or heuristic, got {draft_schedule}")
         self.column_linear = column_linear
         self.draft_head_int8 = draft_head_int8
         self.draft_schedule = draft_schedule
+        self.draft_confidence = (
+            EAGLE_MIN_CONFIDENCE if draft_confidence is None else float(draft_confidence)
+        )
         self.target_path = Path(target).expanduser()
         self.ngram = is_ngram(draft)
         self.draft_path = Path(draft).expanduser() if draft is not None and not self.ngram else None
@@ -157,8 +168,17 @@ class Engine:
             if p is not None and not p.is_dir():
                 raise ConfigError(f"no such model directory: {p}")
         self.name = name or self.target_path.name
+        from medverify.deploy.eagle import is_eagle_dir
+
+        self.is_eagle = self.draft_path is not None and is_eagle_dir(self.draft_path)
         if draft_tokens is None:
-            draft_tokens = NGRAM_DRAFT_TOKENS if self.ngram else DEFAULT_DRAFT_TOKENS
+            draft_tokens = (
+                NGRAM_DRAFT_TOKENS
+                if self.ngram
+                else EAGLE_DRAFT_TOKENS
+                if self.is_eagle
+                else DEFAULT_DRAFT_TOKENS
+            )
         if draft_tokens < 1:
             raise ConfigError(f"draft_tokens must be at least 1, got {draft_tokens}")
         self.draft_tokens = draft_tokens
@@ -166,6 +186,7 @@ class Engine:
         self.model: Any = None
         self.tokenizer: Any = None
         self.draft: Any = None
+        self.eagle: Any = None
         self.load_seconds: float | None = None
         self._lock = threading.Lock()
         self._target_calls = _Counter()
@@ -188,7 +209,16 @@ class Engine:
             from medverify.deploy.cpu_verify import use_column_linear
 
             use_column_linear(model)
-        if self.draft_path is not None:
+        if self.is_eagle:
+            from transformers import AutoTokenizer
+
+            from medverify.deploy.eagle import load_head
+
+            draft_tok = AutoTokenizer.from_pretrained(self.draft_path)
+            check_same_tokenizer(tokenizer, draft_tok, draft_path=self.draft_path)
+            device = next(model.parameters()).device
+            self.eagle = load_head(self.draft_path, target=model, device=str(device))
+        elif self.draft_path is not None:
             draft, draft_tok = load_causal_lm(self.draft_path, device=self.device)
             check_same_tokenizer(tokenizer, draft_tok, draft_path=self.draft_path)
             draft.register_forward_pre_hook(self._draft_calls)
@@ -211,10 +241,12 @@ class Engine:
         """An engine around a model already in memory (training code reuses the batching)."""
         engine = cls.__new__(cls)
         engine.target_path, engine.draft_path, engine.name = Path("."), None, name
-        engine.ngram = False
+        engine.ngram = engine.is_eagle = False
         engine.draft_tokens, engine.device, engine.draft = DEFAULT_DRAFT_TOKENS, None, None
+        engine.eagle = None
         engine.column_linear = engine.draft_head_int8 = False
         engine.draft_schedule = "constant"
+        engine.draft_confidence = EAGLE_MIN_CONFIDENCE
         engine.load_seconds = 0.0
         engine._lock = threading.Lock()
         engine._target_calls, engine._draft_calls = _Counter(), _Counter()
@@ -317,7 +349,7 @@ class Engine:
 
         def relay(piece: str) -> None:
             nonlocal stopped
-            if stopped or on_text is None:
+            if stopped or (on_text is None and not stops):
                 return
             seen = "".join(emitted) + piece
             cut = _first_stop(seen, stops)
@@ -325,7 +357,7 @@ class Engine:
                 stopped = True
                 piece = seen[:cut][len("".join(emitted)) :]
             emitted.append(piece)
-            if piece:
+            if piece and on_text is not None:
                 on_text(piece)
 
         with self._lock:
@@ -350,11 +382,16 @@ class Engine:
                 torch.manual_seed(params.seed)
             self._target_calls.n = self._draft_calls.n = 0
             start = time.perf_counter()
-            with torch.inference_mode():
-                out = self.model.generate(**kwargs)
+            if self.eagle is not None and use_draft and params.temperature == 0:
+                ids, target_calls, draft_calls = self._eagle_greedy(
+                    prompt, params.max_tokens, streamer, lambda: stopped
+                )
+            else:
+                with torch.inference_mode():
+                    out = self.model.generate(**kwargs)
+                ids = out[0, len(prompt) :].tolist()
+                target_calls, draft_calls = self._target_calls.n, self._draft_calls.n
             seconds = time.perf_counter() - start
-            target_calls, draft_calls = self._target_calls.n, self._draft_calls.n
-        ids = out[0, len(prompt) :].tolist()
         end = next((i for i, t in enumerate(ids) if t in self._eos), None)
         return self._finished(
             prompt,
@@ -365,6 +402,35 @@ class Engine:
             target_calls=target_calls,
             draft_calls=draft_calls,
         )
+
+    def _eagle_greedy(
+        self, prompt: list[int], max_new: int, streamer: Any, stopped: Callable[[], bool]
+    ) -> tuple[list[int], int, int]:
+        """Greedy tokens through the EAGLE head's own loop (transformers cannot host it).
+
+        Sampled requests go through ``generate`` without the head: the loop verifies greedily.
+        """
+        torch, _ = import_torch("deploy")
+        from medverify.deploy.eagle import speculate_greedy
+
+        streamer.put(torch.tensor([prompt]))  # the streamer skips the prompt
+
+        def relay(new: list[int]) -> bool:
+            streamer.put(torch.tensor(new))
+            return stopped()
+
+        ids, stats = speculate_greedy(
+            self.model,
+            self.eagle,
+            prompt,
+            max_new,
+            eos_ids=self._eos,
+            draft_tokens=self.draft_tokens,
+            min_confidence=self.draft_confidence,
+            on_tokens=relay,
+        )
+        streamer.end()
+        return ids, stats.target_calls, stats.draft_calls
 
     def _finished(
         self, prompt: list[int], tokens: list[int], params: SamplingParams, **stats: Any
@@ -444,12 +510,16 @@ class Engine:
         """Bytes of parameters and buffers (packed int8 weights included) of target and draft."""
         return {
             "target": model_bytes(self.model),
-            "draft": model_bytes(self.draft) if self.draft is not None else 0,
+            "draft": model_bytes(self.draft)
+            if self.draft is not None
+            else model_bytes(self.eagle)
+            if self.eagle is not None
+            else 0,
         }
 
     def close(self) -> None:
         """Drop the models."""
-        self.model = self.draft = self.tokenizer = None
+        self.model = self.draft = self.eagle = self.tokenizer = None
 
 
 def model_bytes(model: Any) -> int:

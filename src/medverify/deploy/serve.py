@@ -348,7 +348,8 @@ def vllm_command(config: ServeConfig, model_dir: Path) -> list[str]:
     model it serves; the draft goes in ``--speculative-config``.
 
     Raises:
-        ConfigError: a quantized directory vLLM cannot load (``int8-dynamic`` or GGUF).
+        ConfigError: a quantized directory vLLM cannot load (``int8-dynamic`` or GGUF), or an
+            EAGLE head (medverify's own layout).
     """
     from medverify.deploy.common import read_manifest
 
@@ -381,6 +382,14 @@ def vllm_command(config: ServeConfig, model_dir: Path) -> list[str]:
         }
         cmd += ["--speculative-config", json.dumps(spec)]
     elif config.draft is not None:
+        from medverify.deploy.eagle import is_eagle_dir
+
+        if is_eagle_dir(config.draft):
+            raise ConfigError(
+                f"{config.draft} is a medverify EAGLE head (pruned vocabulary, its own file "
+                "layout), which vLLM does not load; serve it with --engine local, or give vLLM "
+                "a draft model ('deploy distill-draft --kind model') or --draft ngram"
+            )
         spec = {
             "model": str(config.draft),
             "num_speculative_tokens": config.draft_tokens or DEFAULT_DRAFT_TOKENS,

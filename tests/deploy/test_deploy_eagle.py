@@ -139,6 +139,35 @@ def test_low_confidence_ends_a_round_early_and_stays_exact(varied_dir):
     assert runs[0.5].draft_calls < runs[0.0].draft_calls
 
 
+def test_prompt_lookup_drafts_what_followed_the_last_tokens_and_stays_exact(
+    varied_dir, monkeypatch
+):
+    from medverify.deploy import eagle
+
+    assert eagle._lookup([1, 2, 3, 9, 1, 2], 2, 3) == [3, 9, 1]
+    assert eagle._lookup([1, 2, 3, 1, 2, 7, 1, 2], 2, 2) == [7, 1]  # the latest occurrence
+    assert eagle._lookup([4, 5, 6], 2, 3) == []
+    model, _, prompt = _model(varied_dir)
+    reference = _greedy(model, prompt, 24)
+    sequence = [*prompt, *reference]
+
+    def lookup(seq, size, limit):  # a match on every other round: right, then one wrong token
+        if len(seq) % 2:
+            return []
+        found = sequence[len(seq) : len(seq) + limit]
+        return [*found[:-1], 5] if len(found) > 1 else found
+
+    monkeypatch.setattr(eagle, "_lookup", lookup)
+    oracle = _Oracle(build_head(model, 1, list(range(1000))), sequence)
+    ids, _ = speculate_greedy(model, oracle, prompt, 24, eos_ids=set(), draft_tokens=3, lookup=2)
+    assert ids == reference
+    asked = oracle.proposed
+    oracle = _Oracle(build_head(model, 1, list(range(1000))), sequence)
+    plain, _ = speculate_greedy(model, oracle, prompt, 24, eos_ids=set(), draft_tokens=3)
+    assert plain == reference
+    assert asked < oracle.proposed  # the lookup rounds did not ask the head
+
+
 def test_speculation_stops_at_the_end_token_and_at_max_tokens(varied_dir):
     model, _, prompt = _model(varied_dir)
     reference = _greedy(model, prompt, 20)

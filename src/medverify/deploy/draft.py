@@ -303,6 +303,112 @@ def agreement(model: Any, rows: list[dict[str, list[int]]], pad: int) -> float:
     return hits / total if total else 0.0
 
 
+class TrainingData:
+    """What every draft trainer starts from: the loaded target and its replies, split."""
+
+    def __init__(self, **fields: Any) -> None:
+        self.source: Path = fields["source"]
+        self.model: Any = fields["model"]
+        self.tokenizer: Any = fields["tokenizer"]
+        self.train: list[Prompt] = fields["train"]
+        self.held: list[Prompt] = fields["held"]
+        self.train_rows: list[dict[str, list[int]]] = fields["train_rows"]
+        self.held_rows: list[dict[str, list[int]]] = fields["held_rows"]
+        self.gen_seconds: float = fields["gen_seconds"]
+
+    @property
+    def pad(self) -> int:
+        """The padding id used to batch replies."""
+        pad = self.tokenizer.pad_token_id
+        return pad if pad is not None else 0
+
+    def details(self, prompts_file: str | Path | None) -> dict[str, Any]:
+        """The manifest facts about the data."""
+        return {
+            "target_layers": self.model.config.num_hidden_layers,
+            "prompts": {
+                "train": len(self.train),
+                "held_out": len(self.held),
+                "source": str(prompts_file) if prompts_file else "bundled",
+            },
+            "reply_tokens": sum(len(r["reply"]) for r in self.train_rows),
+            "collect_seconds": round(self.gen_seconds, 1),
+        }
+
+
+def prepare_training(
+    target: str,
+    config: DraftConfig,
+    *,
+    prompts_file: str | Path | None,
+    run_dir: str | Path | None,
+    device: str,
+    say: Callable[[str], None],
+    float32: bool = False,
+) -> TrainingData:
+    """Load the target and collect (or resume) its greedy replies to the training prompts.
+
+    Args:
+        target: the model spec (never a quantized directory).
+        config: prompt count, split, reply length and batch size.
+        prompts_file: training prompts (default: the bundled ones).
+        run_dir: keeps the replies, shared by every kind of draft trained from this target.
+        device: ``cpu`` or ``cuda``.
+        say: progress messages.
+        float32: run the target in float32 even on a GPU.
+
+    Raises:
+        ConfigError: a quantized target, or a run directory started with other settings.
+    """
+    torch, _ = import_torch("deploy")
+    target_path = Path(target.removeprefix("hf:")).expanduser()
+    if is_deploy_dir(target_path) and read_manifest(target_path).kind == "quantized":
+        raise ConfigError(
+            f"{target} is a quantized directory: train the draft on the original model "
+            "(it then serves the quantized one too)"
+        )
+    source = resolve_model(target)
+    prompts = load_prompts(prompts_file)
+    if config.max_prompts:
+        prompts = prompts[: config.max_prompts]
+    train, held = split_prompts(prompts, config.holdout, config.seed)
+    if device == "cpu":
+        configure_torch_threads()
+    torch.manual_seed(config.seed)
+    model, tokenizer = load_causal_lm(source, device=device)
+    if float32:
+        model = model.float()
+    store = None
+    if run_dir is not None:
+        from medverify.runs.store import RunStore
+
+        store = RunStore(
+            run_dir,
+            job="distill-draft",
+            config={
+                "target": str(source),
+                "tokenizer": tokenizer_fingerprint(tokenizer),
+                "gen_tokens": config.gen_tokens,
+            },
+        )
+    try:
+        start = time.perf_counter()
+        data = _target_replies(model, tokenizer, prompts, config, store, say)
+    finally:
+        if store is not None:
+            store.close()
+    return TrainingData(
+        source=source,
+        model=model,
+        tokenizer=tokenizer,
+        train=train,
+        held=held,
+        train_rows=[data[p.id] for p in train],
+        held_rows=[data[p.id] for p in held],
+        gen_seconds=time.perf_counter() - start,
+    )
+
+
 def distill_draft(
     target: str,
     out: str | Path,
@@ -332,47 +438,13 @@ def distill_draft(
         ConfigError: a missing or quantized target, ``out`` not empty, too many layers.
     """
     config = config or DraftConfig()
-    torch, _ = import_torch("deploy")
     say = on_progress or (lambda _msg: None)
-    target_path = Path(target.removeprefix("hf:")).expanduser()
-    if is_deploy_dir(target_path) and read_manifest(target_path).kind == "quantized":
-        raise ConfigError(
-            f"{target} is a quantized directory: distil from the original model "
-            "(the draft then serves the quantized one too)"
-        )
-    source = resolve_model(target)
-    prompts = load_prompts(prompts_file)
-    if config.max_prompts:
-        prompts = prompts[: config.max_prompts]
-    train, held = split_prompts(prompts, config.holdout, config.seed)
     with atomic_output_dir(out, overwrite=overwrite) as tmp:
-        if device == "cpu":
-            configure_torch_threads()
-        torch.manual_seed(config.seed)
-        model, tokenizer = load_causal_lm(source, device=device)
-        store = None
-        if run_dir is not None:
-            from medverify.runs.store import RunStore
-
-            store = RunStore(
-                run_dir,
-                job="distill-draft",
-                config={
-                    "target": str(source),
-                    "tokenizer": tokenizer_fingerprint(tokenizer),
-                    "gen_tokens": config.gen_tokens,
-                },
-            )
-        try:
-            start = time.perf_counter()
-            data = _target_replies(model, tokenizer, prompts, config, store, say)
-        finally:
-            if store is not None:
-                store.close()
-        gen_seconds = time.perf_counter() - start
-        train_rows = [data[p.id] for p in train]
-        held_rows = [data[p.id] for p in held]
-        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        data = prepare_training(
+            target, config, prompts_file=prompts_file, run_dir=run_dir, device=device, say=say
+        )
+        model, tokenizer, source = data.model, data.tokenizer, data.source
+        train_rows, held_rows, pad = data.train_rows, data.held_rows, data.pad
         draft = init_draft_from_target(model, config.layers).to(device)
         target_agreement_floor = agreement(draft, held_rows, pad)
         teacher = model if config.loss == "kd" else None
@@ -395,14 +467,7 @@ def distill_draft(
             versions=versions(),
             details={
                 "config": config.model_dump(),
-                "target_layers": model.config.num_hidden_layers,
-                "prompts": {
-                    "train": len(train),
-                    "held_out": len(held),
-                    "source": str(prompts_file) if prompts_file else "bundled",
-                },
-                "reply_tokens": sum(len(r["reply"]) for r in train_rows),
-                "collect_seconds": round(gen_seconds, 1),
+                **data.details(prompts_file),
                 "held_out_agreement_before": round(target_agreement_floor, 4),
                 "held_out_agreement_after": round(after, 4),
                 **stats,

@@ -43,12 +43,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from medverify.backends.torch_runtime import configure_torch_threads, dtype_kwarg, import_torch
+from medverify.backends.torch_runtime import dtype_kwarg, import_torch
 from medverify.deploy.common import (
     DeployManifest,
     atomic_output_dir,
-    read_manifest,
-    resolve_model,
     tokenizer_fingerprint,
     versions,
     weights_bytes,
@@ -56,12 +54,8 @@ from medverify.deploy.common import (
 )
 from medverify.deploy.draft import (
     _batches,
-    _target_replies,
     _tensors,
-    load_prompts,
-    split_prompts,
 )
-from medverify.deploy.quantize import is_deploy_dir, load_causal_lm
 from medverify.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -323,6 +317,17 @@ def load_head(
 # --------------------------------------------------------------------------- decoding
 
 
+def _lookup(sequence: list[int], size: int, limit: int) -> list[int]:
+    """Up to ``limit`` tokens that followed the latest earlier occurrence of the last ``size``."""
+    if len(sequence) <= size:
+        return []
+    tail = sequence[-size:]
+    for start in range(len(sequence) - size - 1, -1, -1):
+        if sequence[start : start + size] == tail:
+            return sequence[start + size : start + size + limit]
+    return []
+
+
 def _crop(cache: Any, length: int) -> None:
     """Keep the first ``length`` positions (a negative count works in transformers 5.17-5.24)."""
     extra = cache.get_seq_length() - length
@@ -347,6 +352,7 @@ def speculate_greedy(
     eos_ids: set[int],
     draft_tokens: int = 4,
     min_confidence: float = 0.0,
+    lookup: int = 0,
     on_tokens: Callable[[list[int]], bool] | None = None,
 ) -> tuple[list[int], SpeculationStats]:
     """The target's greedy continuation of ``prompt``, drafted ``draft_tokens`` at a time.
@@ -362,6 +368,9 @@ def speculate_greedy(
             than this probability (EAGLE-2: the head's confidence tracks acceptance), so
             unlikely tokens cost neither a head step nor a verification row. The first guess
             of a round is always drafted.
+        lookup: when the last ``lookup`` tokens occurred earlier in the prompt or reply, draft
+            the tokens that followed them instead (prompt lookup, free: replies often copy
+            their context); the head drafts otherwise. 0 turns it off.
         on_tokens: receives each round's new tokens; returning True stops (a stop string).
 
     Returns:
@@ -408,9 +417,9 @@ def speculate_greedy(
         while True:
             kept = d_cache.get_seq_length()
             room = max_new_tokens - len(out)
-            drafted: list[int] = []
+            drafted = _lookup([*prompt, *out], lookup, min(draft_tokens, room)) if lookup else []
             g = guess
-            for j in range(min(draft_tokens, room)):
+            for j in range(0 if drafted else min(draft_tokens, room)):
                 token, confidence = head.draft(g)
                 if j and confidence < min_confidence:
                     break
@@ -616,54 +625,30 @@ def train_eagle(
     Raises:
         ConfigError: a missing or quantized target, ``out`` not empty, too many layers.
     """
-    from medverify.deploy.draft import DraftConfig
+    from medverify.deploy.draft import DraftConfig, prepare_training
 
     config = config or EagleConfig()
-    torch, _ = import_torch("deploy")
     say = on_progress or (lambda _msg: None)
-    target_path = Path(target.removeprefix("hf:")).expanduser()
-    if is_deploy_dir(target_path) and read_manifest(target_path).kind == "quantized":
-        raise ConfigError(
-            f"{target} is a quantized directory: train on the original model "
-            "(the head then serves the quantized one too)"
-        )
-    source = resolve_model(target)
-    prompts = load_prompts(prompts_file)
-    if config.max_prompts:
-        prompts = prompts[: config.max_prompts]
-    train, held = split_prompts(prompts, config.holdout, config.seed)
+    data_config = DraftConfig(
+        gen_tokens=config.gen_tokens,
+        gen_batch=config.gen_batch,
+        max_prompts=config.max_prompts,
+        holdout=config.holdout,
+        seed=config.seed,
+    )
     with atomic_output_dir(out, overwrite=overwrite) as tmp:
-        if device == "cpu":
-            configure_torch_threads()
-        torch.manual_seed(config.seed)
-        model, tokenizer = load_causal_lm(source, device=device)
-        if config.target_dtype == "float32":
-            model = model.float()
+        data = prepare_training(
+            target,
+            data_config,
+            prompts_file=prompts_file,
+            run_dir=run_dir,
+            device=device,
+            say=say,
+            float32=config.target_dtype == "float32",
+        )
+        model, tokenizer, source = data.model, data.tokenizer, data.source
         model.requires_grad_(False)
-        gen = DraftConfig(gen_tokens=config.gen_tokens, gen_batch=config.gen_batch)
-        store = None
-        if run_dir is not None:
-            from medverify.runs.store import RunStore
-
-            store = RunStore(
-                run_dir,
-                job="distill-draft",
-                config={
-                    "target": str(source),
-                    "tokenizer": tokenizer_fingerprint(tokenizer),
-                    "gen_tokens": config.gen_tokens,
-                },
-            )
-        try:
-            start = time.perf_counter()
-            data = _target_replies(model, tokenizer, prompts, gen, store, say)
-        finally:
-            if store is not None:
-                store.close()
-        gen_seconds = time.perf_counter() - start
-        train_rows = [data[p.id] for p in train]
-        held_rows = [data[p.id] for p in held]
-        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        train_rows, held_rows, pad = data.train_rows, data.held_rows, data.pad
         eos = {int(t) for t in [tokenizer.eos_token_id] if t is not None}
         vocab_ids = frequent_tokens(train_rows, config.vocab, eos)
         if init is not None:
@@ -698,14 +683,7 @@ def train_eagle(
                 "config": config.model_dump(),
                 "layers": head.config.num_hidden_layers,
                 "init": str(init) if init is not None else None,
-                "target_layers": model.config.num_hidden_layers,
-                "prompts": {
-                    "train": len(train),
-                    "held_out": len(held),
-                    "source": str(prompts_file) if prompts_file else "bundled",
-                },
-                "reply_tokens": sum(len(r["reply"]) for r in train_rows),
-                "collect_seconds": round(gen_seconds, 1),
+                **data.details(prompts_file),
                 "vocab_kept": len(vocab_ids),
                 "held_out_vocab_coverage": round(coverage, 4),
                 "held_out_agreement_before": round(before, 4),

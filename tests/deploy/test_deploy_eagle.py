@@ -308,3 +308,12 @@ def test_cli_trains_an_eagle_head(tmp_path, varied_dir):
     assert read_manifest(out).details["config"]["unroll"] == 2
     bad = CliRunner().invoke(app, [*args, "--kind", "medusa", "--overwrite"])
     assert bad.exit_code != 0 and "--kind" in bad.output
+
+
+def test_a_head_also_drafts_for_the_int8_version_of_its_target(tmp_path, tiny_dir, tiny_int8):
+    head = tmp_path / "head"
+    config = EagleConfig(steps=2, gen_tokens=6, max_prompts=4, holdout=1, batch_size=2, vocab=32)
+    train_eagle(f"hf:{tiny_dir}", head, config)
+    engine = Engine(tiny_int8, draft=head).load()
+    out = engine.generate(PROMPT, SamplingParams(max_tokens=8))
+    assert out.stats.completion_tokens > 0 and out.stats.draft_calls > 0

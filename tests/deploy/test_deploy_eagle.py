@@ -317,3 +317,17 @@ def test_a_head_also_drafts_for_the_int8_version_of_its_target(tmp_path, tiny_di
     engine = Engine(tiny_int8, draft=head).load()
     out = engine.generate(PROMPT, SamplingParams(max_tokens=8))
     assert out.stats.completion_tokens > 0 and out.stats.draft_calls > 0
+
+
+def test_the_deploy_report_measures_an_eagle_head(varied_dir, varied_head):
+    from medverify.deploy import report as rep
+    from medverify.deploy.draft import held_out_prompts
+
+    held = held_out_prompts(varied_head)  # trained on bundled prompts: its held-out ones
+    assert held is not None and len(held) == 2
+    variants = rep.make_variants(varied_dir, draft=varied_head)
+    prompts = [[{"role": "user", "content": p.prompt}] for p in held]
+    results, gens = rep.measure(variants, prompts, max_new_tokens=8)
+    by = {r.name: r for r in results}
+    assert [g.token_ids for g in gens["fp + draft"]] == [g.token_ids for g in gens["fp"]]
+    assert by["fp + draft"].acceptance is not None and by["fp + draft"].draft_weights_mb > 0

@@ -392,7 +392,7 @@ def speculate_greedy(
         stats.target_calls += 1
         x = torch.tensor([ids], device=device)
         feats = base(input_ids=x, use_cache=True, **{t_key: t_cache}).last_hidden_state
-        return feats, lm_head(feats[0] if len(ids) > 1 else feats[0, -1:])
+        return feats, lm_head(feats[0])
 
     def head_pass(tokens: list[int], feats: Any) -> Any:
         stats.draft_calls += 1
@@ -425,9 +425,7 @@ def speculate_greedy(
                     break
                 drafted.append(token)
                 if j + 1 < min(draft_tokens, room):
-                    stats.draft_calls += 1
-                    e = embed(torch.tensor([[drafted[-1]]], device=device))
-                    g = head(e, g.unsqueeze(0), d_cache)[0, -1:]
+                    g = head_pass([token], g.unsqueeze(0))
             t_len = t_cache.get_seq_length()
             feats, logits = target_pass([nxt, *drafted])
             choice = logits.argmax(-1).tolist()
@@ -649,14 +647,14 @@ def train_eagle(
         model, tokenizer, source = data.model, data.tokenizer, data.source
         model.requires_grad_(False)
         train_rows, held_rows, pad = data.train_rows, data.held_rows, data.pad
-        eos = {int(t) for t in [tokenizer.eos_token_id] if t is not None}
-        vocab_ids = frequent_tokens(train_rows, config.vocab, eos)
         if init is not None:
             head = load_head(init, target=model, device=device)
             head.requires_grad_(True)
             head.lm.weight.requires_grad_(False)
             vocab_ids = head.vocab_ids.tolist()
         else:
+            eos = {int(t) for t in [tokenizer.eos_token_id] if t is not None}
+            vocab_ids = frequent_tokens(train_rows, config.vocab, eos)
             head = build_head(model, config.layers, vocab_ids).to(device)
         held_tokens = [t for r in held_rows for t in r["reply"]]
         kept = set(vocab_ids)
@@ -665,7 +663,9 @@ def train_eagle(
         before = head_agreement(head, model, held_rows, pad, config.max_prompt_tokens)
         stats = _train_head(head, model, train_rows, pad, config, say, held_rows)
         head.eval()
-        after = head_agreement(head, model, held_rows, pad, config.max_prompt_tokens)
+        after = stats.pop("best_agreement")  # measured on these rows when eval_every is set
+        if after is None:
+            after = head_agreement(head, model, held_rows, pad, config.max_prompt_tokens)
         say(f"held-out top-1 agreement {before:.3f} -> {after:.3f}")
         save_head(head, tmp)
         tokenizer.save_pretrained(tmp)
@@ -759,6 +759,7 @@ def _train_head(
     if best[2] is not None:
         head.load_state_dict(best[2])
     return {
+        "best_agreement": best[0] if best[2] is not None else None,
         "best_step": best[1] if best[2] is not None else steps,
         "steps_done": steps,
         "train_seconds": round(time.perf_counter() - start, 1),

@@ -147,3 +147,17 @@ async def test_unknown_dtype(checkpoint):
     b = HFBackend(checkpoint, dtype="float77")
     with pytest.raises(ConfigError, match="unknown torch dtype"):
         await b.load()
+
+
+@pytest.mark.slow
+async def test_cpu_float32_runs_the_few_row_kernel_with_pytorchs_greedy_text(backend, checkpoint):
+    """The column kernel (on by default) changes speed, not the greedy replies checked here."""
+    assert getattr(backend.model.get_output_embeddings(), "_column_linear", False)
+    plain = HFBackend(checkpoint, column_linear=False, max_batch_size=1)
+    plain.load_sync()
+    assert not hasattr(plain.model.get_output_embeddings(), "_column_linear")
+    for prompt in PROMPTS[:3]:
+        ours = await backend.complete(_chat(prompt), max_tokens=16)
+        theirs = await plain.complete(_chat(prompt), max_tokens=16)
+        assert ours.text == theirs.text
+    plain.close()

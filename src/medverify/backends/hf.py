@@ -59,6 +59,7 @@ from medverify.backends.base import (
     SamplingParams,
     Usage,
 )
+from medverify.backends.cpu_linear import cpu_linear_enabled, use_column_linear
 from medverify.backends.torch_runtime import (
     configure_torch_threads,
     dtype_kwarg,
@@ -148,6 +149,10 @@ class HFBackend(Backend):
         timeout_s: per-attempt limit; ``None`` by default because CPU generation can be slow.
         retry: retry policy (local generation has no transient failures, so rarely used).
         cache: response cache.
+        column_linear: on CPU in float32, run the linear layers through
+            :mod:`medverify.backends.cpu_linear`'s few-row kernel (default: yes, unless
+            ``MEDVERIFY_CPU_LINEAR=plain``). Like batching, it can change a near tie in the
+            last bits; ``benchmarks/local_generation.py`` counts replies equal to PyTorch's.
 
     Raises:
         ConfigError: the path is not a transformers checkpoint or torch/transformers are missing.
@@ -170,6 +175,7 @@ class HFBackend(Backend):
         timeout_s: float | None = None,
         retry: RetryPolicy | None = None,
         cache: ResponseCache | None = None,
+        column_linear: bool | None = None,
     ) -> None:
         self.path = Path(path).expanduser()
         super().__init__(
@@ -184,6 +190,7 @@ class HFBackend(Backend):
         self.max_batch_size = max_batch_size
         self.batch_window_s = batch_window_s
         self.threads = threads
+        self.column_linear = cpu_linear_enabled() if column_linear is None else column_linear
         self.stats = BatchStats()
         self._device_arg = device
         self._dtype_arg = dtype
@@ -353,6 +360,8 @@ class HFBackend(Backend):
             raise ConfigError(f"{self.spec}: the tokenizer in {ckpt} has no chat template")
         model.to(device)
         model.eval()
+        if device.type == "cpu" and dtype == torch.float32 and self.column_linear:
+            use_column_linear(model)
         gen = model.generation_config
         eos = gen.eos_token_id if gen.eos_token_id is not None else tokenizer.eos_token_id
         eos_ids = {eos} if isinstance(eos, int) else set(eos or ())

@@ -22,6 +22,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from medverify.backends.base import Message, SamplingParams
+from medverify.backends.cpu_linear import cpu_linear_enabled, use_column_linear
 from medverify.backends.torch_runtime import configure_torch_threads, import_torch
 from medverify.deploy.common import check_same_tokenizer
 from medverify.deploy.quantize import load_causal_lm
@@ -130,8 +131,10 @@ class Engine:
         name: the model name the server reports.
         draft_tokens: draft tokens proposed per round (default 8, or 3 for ``ngram``).
         device: ``cpu`` or ``cuda``; default cuda when available.
-        column_linear: verify drafted tokens with :mod:`medverify.deploy.cpu_verify`'s kernel
-            (default: on when a draft runs on the CPU, where PyTorch's own is slow for few rows).
+        column_linear: run the target's (and an EAGLE head's) float linear layers through
+            :mod:`medverify.backends.cpu_linear`'s kernel (default: on the CPU, where PyTorch's
+            own is slow for one to a few rows, unless ``MEDVERIFY_CPU_LINEAR=plain``). The
+            target alone gets it too, so a draft's speedup is measured against the same kernel.
         draft_head_int8: run a float draft's LM head in per-channel int8
             (:func:`~medverify.deploy.quantize.quantize_head_int8`; default: on the CPU).
         draft_confidence: an EAGLE head stops a round's drafting when its next guess has less
@@ -209,10 +212,8 @@ class Engine:
         model.register_forward_pre_hook(self._target_calls)
         on_cpu = next(model.parameters()).device.type == "cpu"
         if self.column_linear is None:
-            self.column_linear = on_cpu and self.has_draft
+            self.column_linear = on_cpu and cpu_linear_enabled()
         if self.column_linear:
-            from medverify.deploy.cpu_verify import use_column_linear
-
             use_column_linear(model)
         if self.is_eagle:
             from transformers import AutoTokenizer
@@ -223,6 +224,8 @@ class Engine:
             check_same_tokenizer(tokenizer, draft_tok, draft_path=self.draft_path)
             device = next(model.parameters()).device
             self.eagle = load_head(self.draft_path, target=model, device=str(device))
+            if self.column_linear:
+                use_column_linear(self.eagle)
         elif self.draft_path is not None:
             draft, draft_tok = load_causal_lm(self.draft_path, device=self.device)
             check_same_tokenizer(tokenizer, draft_tok, draft_path=self.draft_path)

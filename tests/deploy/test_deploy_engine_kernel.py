@@ -1,37 +1,14 @@
+"""The deploy engine on CPU: the few-row kernel for target and draft, exact speculative output."""
+
 from __future__ import annotations
 
 import pytest
 import torch
 
 from medverify.backends.base import SamplingParams
-from medverify.deploy.cpu_verify import MAX_ROWS, use_column_linear
+from medverify.backends.cpu_linear import ENV
 from medverify.deploy.engine import Engine
 from medverify.errors import ConfigError
-
-
-def test_column_linear_agrees_with_nn_linear_and_leaves_other_shapes_alone():
-    torch.manual_seed(0)
-    layer = torch.nn.Linear(32, 48)
-    reference = torch.nn.Linear(32, 48)
-    reference.load_state_dict(layer.state_dict())
-    model = torch.nn.Sequential(layer)
-    assert use_column_linear(model) == 1
-    assert use_column_linear(model) == 0  # already patched: not wrapped twice
-    with torch.inference_mode():
-        for rows in (2, 5, MAX_ROWS):
-            x = torch.randn(1, rows, 32)
-            assert torch.allclose(model(x), reference(x), atol=1e-5)
-            assert model(x).shape == (1, rows, 48)
-        for rows in (1, MAX_ROWS + 1):  # one row and long inputs keep PyTorch's own kernel
-            x = torch.randn(1, rows, 32)
-            assert torch.equal(model(x), reference(x))
-
-
-def test_quantized_linears_are_not_patched():
-    model = torch.ao.quantization.quantize_dynamic(
-        torch.nn.Sequential(torch.nn.Linear(8, 8)), {torch.nn.Linear}, dtype=torch.qint8
-    )
-    assert use_column_linear(model) == 0
 
 
 def test_a_cpu_engine_with_a_draft_uses_the_kernel_and_an_int8_draft_head(tiny_dir, tiny_draft):
@@ -40,7 +17,17 @@ def test_a_cpu_engine_with_a_draft_uses_the_kernel_and_an_int8_draft_head(tiny_d
     assert type(engine.draft.get_output_embeddings()) is not torch.nn.Linear
     assert getattr(engine.model.get_output_embeddings(), "_column_linear", False)
     alone = Engine(tiny_dir, device="cpu").load()
-    assert not alone.column_linear  # no draft: nothing to verify, nothing patched
+    assert alone.column_linear  # the target alone runs the same kernel: a fair baseline
+    assert getattr(alone.model.get_output_embeddings(), "_column_linear", False)
+
+
+def test_the_kernel_can_be_turned_off_for_an_engine(tiny_dir, monkeypatch):
+    monkeypatch.setenv(ENV, "plain")
+    engine = Engine(tiny_dir, device="cpu").load()
+    assert not engine.column_linear
+    assert not hasattr(engine.model.get_output_embeddings(), "_column_linear")
+    explicit = Engine(tiny_dir, device="cpu", column_linear=True).load()
+    assert explicit.column_linear
 
 
 @pytest.mark.parametrize("schedule", ["constant", "heuristic"])

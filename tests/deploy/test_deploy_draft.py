@@ -159,11 +159,11 @@ def test_kd_loss_is_the_cross_entropy_plus_the_kl_to_the_teacher(tiny_dir):
     import torch
     from transformers import AutoModelForCausalLM
 
-    from medverify.deploy.draft import _reply_loss, _tensors, init_draft_from_target
+    from medverify.deploy.draft import _reply_loss, init_draft_from_target, reply_tensors
 
     target = AutoModelForCausalLM.from_pretrained(tiny_dir).eval()
     rows = [{"prompt": [1, 5, 9], "reply": [11, 12, 13, 2]}, {"prompt": [1, 7], "reply": [4, 2]}]
-    ids, mask, labels = _tensors(rows, 0, torch)
+    ids, mask, labels = reply_tensors(rows, 0, torch)
     with torch.no_grad():
         ce = _reply_loss(target, ids, mask, labels, torch)
         self_kd = _reply_loss(target, ids, mask, labels, torch, teacher=target)

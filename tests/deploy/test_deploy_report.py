@@ -37,6 +37,8 @@ def test_measure_reports_every_variant_side_by_side(variants):
     assert by["fp + draft"].draft_weights_mb > 0
     assert all(r.single_tok_s > 0 and r.n_prompts == 2 for r in results)
     assert by["fp"].tokens_per_target_pass <= 1.0
+    # fp and fp + draft share one engine, hence one kernel; dynamic int8 layers are never patched
+    assert by["fp"].cpu_linear and by["fp + draft"].cpu_linear
 
 
 async def test_quality_uses_one_grader_for_every_variant(variants, tmp_path):

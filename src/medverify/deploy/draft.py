@@ -28,7 +28,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -238,7 +238,10 @@ def _target_replies(
     return {p.id: done[p.id] for p in prompts}
 
 
-def _batches(rows: list[dict[str, list[int]]], size: int, rng: random.Random):
+def shuffled_batches(
+    rows: list[dict[str, list[int]]], size: int, rng: random.Random
+) -> Iterator[list[dict[str, list[int]]]]:
+    """Endless batches of ``size`` rows, reshuffled every epoch (both kinds of draft train so)."""
     while True:
         order = list(range(len(rows)))
         rng.shuffle(order)
@@ -246,7 +249,7 @@ def _batches(rows: list[dict[str, list[int]]], size: int, rng: random.Random):
             yield [rows[j] for j in order[i : i + size]]
 
 
-def _tensors(rows: list[dict[str, list[int]]], pad: int, torch: Any) -> tuple[Any, Any, Any]:
+def reply_tensors(rows: list[dict[str, list[int]]], pad: int, torch: Any) -> tuple[Any, Any, Any]:
     """Right-padded ids, attention mask and labels (-100 on the prompt and padding)."""
     seqs = [r["prompt"] + r["reply"] for r in rows]
     width = max(len(s) for s in seqs)
@@ -296,7 +299,7 @@ def agreement(model: Any, rows: list[dict[str, list[int]]], pad: int) -> float:
     with torch.inference_mode():
         for i in range(0, len(rows), 8):
             dev = next(model.parameters()).device
-            ids, mask, labels = (t.to(dev) for t in _tensors(rows[i : i + 8], pad, torch))
+            ids, mask, labels = (t.to(dev) for t in reply_tensors(rows[i : i + 8], pad, torch))
             logits, target = _reply_logits(model, ids, mask, labels)
             hits += int((logits.argmax(-1) == target).sum())
             total += int(target.numel())
@@ -501,14 +504,14 @@ def _train(
 
     sched = torch.optim.lr_scheduler.LambdaLR(optim, lr_at)
     rng = random.Random(config.seed)
-    batches = _batches(rows, config.batch_size, rng)
+    batches = shuffled_batches(rows, config.batch_size, rng)
     draft.train()
     start = time.perf_counter()
     losses: list[float] = []
     steps = 0
     for steps in range(1, config.steps + 1):
         dev = next(draft.parameters()).device
-        ids, mask, labels = (t.to(dev) for t in _tensors(next(batches), pad, torch))
+        ids, mask, labels = (t.to(dev) for t in reply_tensors(next(batches), pad, torch))
         loss = _reply_loss(draft, ids, mask, labels, torch, teacher)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(trainable, 1.0)

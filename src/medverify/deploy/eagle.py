@@ -53,8 +53,8 @@ from medverify.deploy.common import (
     write_manifest,
 )
 from medverify.deploy.draft import (
-    _batches,
-    _tensors,
+    reply_tensors,
+    shuffled_batches,
 )
 from medverify.errors import ConfigError
 
@@ -552,7 +552,7 @@ def _batch_losses(
     dev = next(target.parameters()).device
     if config.max_prompt_tokens is not None:  # the prompt's tail is context enough
         rows = [{**r, "prompt": r["prompt"][-config.max_prompt_tokens :]} for r in rows]
-    ids, mask, labels = (t.to(dev) for t in _tensors(rows, pad, torch))
+    ids, mask, labels = (t.to(dev) for t in reply_tensors(rows, pad, torch))
     # the loss covers pairs whose predicted feature scores a reply token
     keep = torch.zeros_like(mask, dtype=torch.bool)
     keep[:, :-1] = labels[:, 1:] != -100
@@ -726,7 +726,7 @@ def _train_head(
         return 0.5 * (1 + math.cos(math.pi * (done - 0.05) / 0.95))
 
     sched = torch.optim.lr_scheduler.LambdaLR(optim, lr_at)
-    batches = _batches(rows, config.batch_size, random.Random(config.seed))
+    batches = shuffled_batches(rows, config.batch_size, random.Random(config.seed))
     head.train()
     losses: list[float] = []
     hits: list[float] = []

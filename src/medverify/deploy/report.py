@@ -55,6 +55,9 @@ class VariantResult(BaseModel):
     batch_size: int | None = None
     acceptance: float | None = None
     tokens_per_target_pass: float
+    #: whether float linear layers ran :mod:`medverify.backends.cpu_linear`'s few-row kernel
+    #: (a speedup is only comparable between variants that agree on it)
+    cpu_linear: bool = False
     identical_to_reference: int
     n_prompts: int
     completion_tokens: int
@@ -188,6 +191,7 @@ def measure(
                 batch_size=len(prompts) if batch_tok_s else None,
                 acceptance=round(min(1.0, accepted / draft_calls), 3) if draft_calls else None,
                 tokens_per_target_pass=round(tokens / passes, 3) if passes else 0.0,
+                cpu_linear=bool(v.engine.column_linear),
                 identical_to_reference=sum(
                     1 for a, b in zip(ref, (g.text for g in rows), strict=True) if a == b
                 ),

@@ -35,7 +35,8 @@ DEFAULT_DRAFT_TOKENS = 8
 #: ``draft="ngram"``: no draft model; transformers' prompt-lookup decoding proposes the tokens that
 #: followed the last n-gram's previous occurrence in the prompt or the reply so far.
 NGRAM = "ngram"
-#: n-gram tokens per round (measured on CPU, 6 prompts x 64 tokens: 3 -> 1.34x, 6 -> 1.08x).
+#: n-gram tokens per round (measured on CPU, 6 prompts x 64 tokens: 3 -> 1.34x, 6 -> 1.08x; these
+#: sweeps timed the target alone with PyTorch's kernel, ``benchmarks/cpu_linear.py``).
 NGRAM_DRAFT_TOKENS = 3
 #: most tokens an EAGLE head drafts per round (:mod:`medverify.deploy.eagle`). Measured on CPU
 #: with the 2-layer SmolLM2 head (6 prompts x 64 tokens): 3 -> 1.21-1.29x, 4 -> 0.98x, 5 -> 0.79x.

@@ -159,13 +159,20 @@ def test_prompt_lookup_drafts_what_followed_the_last_tokens_and_stays_exact(
 
     monkeypatch.setattr(eagle, "_lookup", lookup)
     oracle = _Oracle(build_head(model, 1, list(range(1000))), sequence)
-    ids, _ = speculate_greedy(model, oracle, prompt, 24, eos_ids=set(), draft_tokens=3, lookup=2)
+    ids, stats = speculate_greedy(
+        model, oracle, prompt, 24, eos_ids=set(), draft_tokens=3, lookup=2
+    )
     assert ids == reference
+    # lookup drafts 3 tokens on every other round and its last one is wrong: 2 kept per round
+    assert stats.lookup_rounds > 0
+    assert 0 < stats.lookup_accepted <= 2 * stats.lookup_rounds
+    assert stats.lookup_accepted <= stats.accepted
     asked = oracle.proposed
     oracle = _Oracle(build_head(model, 1, list(range(1000))), sequence)
-    plain, _ = speculate_greedy(model, oracle, prompt, 24, eos_ids=set(), draft_tokens=3)
+    plain, plain_stats = speculate_greedy(model, oracle, prompt, 24, eos_ids=set(), draft_tokens=3)
     assert plain == reference
     assert asked < oracle.proposed  # the lookup rounds did not ask the head
+    assert plain_stats.lookup_rounds == plain_stats.lookup_accepted == 0
 
 
 def test_speculation_stops_at_the_end_token_and_at_max_tokens(varied_dir):

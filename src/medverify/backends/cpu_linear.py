@@ -51,22 +51,17 @@ def cpu_linear_enabled(default: bool = True) -> bool:
     return value == "column"
 
 
-def _column_forward(module: Any, x: Any, *, max_rows: int, plain: Any) -> Any:
+def _column_forward(module: Any, x: Any, *, max_rows: int, plain: Any, cat: Any) -> Any:
     rows = x.numel() // x.shape[-1] if x.dim() and x.shape[-1] else 0
     if not 0 < rows <= max_rows or x.dtype != module.weight.dtype or x.requires_grad:
         return plain(x)
     flat = x.reshape(rows, x.shape[-1])
     if rows in PADDED_ROWS:
-        flat = _cat((flat, flat[-1:]))
+        flat = cat((flat, flat[-1:]))
     out = (module.weight @ flat.t()).t()[:rows]
     if module.bias is not None:
         out = out + module.bias
     return out.reshape(*x.shape[:-1], module.out_features)
-
-
-def _cat(parts: tuple[Any, ...]) -> Any:
-    torch, _ = import_torch("local")
-    return torch.cat(parts)
 
 
 def use_column_linear(model: Any, max_rows: int = MAX_ROWS) -> int:
@@ -85,7 +80,9 @@ def use_column_linear(model: Any, max_rows: int = MAX_ROWS) -> int:
         if type(module) is not torch.nn.Linear or getattr(module, "_column_linear", False):
             continue
         plain = module.forward
-        module.forward = partial(_column_forward, module, max_rows=max_rows, plain=plain)
+        module.forward = partial(
+            _column_forward, module, max_rows=max_rows, plain=plain, cat=torch.cat
+        )
         module._column_linear = True
         patched += 1
     return patched

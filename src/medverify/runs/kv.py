@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,29 @@ CREATE TABLE IF NOT EXISTS kv (
 """
 
 
+_TIMEOUT_S = 30.0
+
+
+def _retry_while_locked(conn: sqlite3.Connection, sql: str, timeout_s: float) -> None:
+    """Run a setup statement, waiting out other processes that are setting up the same file.
+
+    SQLite does not call the busy handler for a journal-mode change (it could deadlock), so two
+    processes opening a new file at the same instant can get "database is locked" at once,
+    whatever the busy timeout. Retrying with backoff is what SQLite's documentation suggests.
+    """
+    deadline = time.monotonic() + timeout_s
+    delay = 0.005
+    while True:
+        try:
+            conn.execute(sql)
+            return
+        except sqlite3.OperationalError as err:
+            if "locked" not in str(err) or time.monotonic() > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.25)
+
+
 class SqliteKV:
     """JSON values under ``(namespace, key)`` in one SQLite file, committed on every write."""
 
@@ -35,13 +59,13 @@ class SqliteKV:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = sqlite3.connect(
-            self.path, timeout=30.0, check_same_thread=False, isolation_level=None
+            self.path, timeout=_TIMEOUT_S, check_same_thread=False, isolation_level=None
         )
-        self._conn.execute("PRAGMA journal_mode=WAL")
+        _retry_while_locked(self._conn, "PRAGMA journal_mode=WAL", _TIMEOUT_S)
         # NORMAL in WAL mode: a committed row survives a killed process; only an OS crash or
         # power cut may lose the last transactions, never corrupt the file.
         self._conn.execute("PRAGMA synchronous=NORMAL")
-        self._conn.execute(_SCHEMA)
+        _retry_while_locked(self._conn, _SCHEMA, _TIMEOUT_S)
 
     @property
     def closed(self) -> bool:
@@ -87,6 +111,31 @@ class SqliteKV:
                 self.conn.execute("ROLLBACK")
                 raise
             self.conn.execute("COMMIT")
+
+    def put_absent(self, ns: str, items: dict[str, Any]) -> bool:
+        """Store several values only if none of the keys exists yet; whether they were stored.
+
+        One immediate transaction, so of two processes racing to record the same entries
+        exactly one wins and the other sees the winner's values.
+        """
+        rows = [
+            (ns, k, json.dumps(v, ensure_ascii=False, separators=(",", ":")))
+            for k, v in items.items()
+        ]
+        with self._lock:
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                taken = self.conn.execute(
+                    f"SELECT 1 FROM kv WHERE ns = ? AND key IN ({','.join('?' * len(rows))})",
+                    (ns, *items),
+                ).fetchone()
+                if taken is None:
+                    self.conn.executemany("INSERT INTO kv (ns, key, value) VALUES (?, ?, ?)", rows)
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+            self.conn.execute("COMMIT")
+        return taken is None
 
     def delete(self, ns: str, key: str) -> None:
         """Remove one entry if present."""

@@ -54,12 +54,10 @@ class RunStore:
         self._check_or_record_config()
 
     def _check_or_record_config(self) -> None:
-        recorded_job = self.kv.get(_META, "job")
-        if recorded_job is None:
-            self.kv.put_many(
-                _META, {"job": self.job, "config": self.config, "created": time.time()}
-            )
+        first = {"job": self.job, "config": self.config, "created": time.time()}
+        if self.kv.put_absent(_META, first):
             return
+        recorded_job = self.kv.get(_META, "job")
         if recorded_job != self.job:
             raise ConfigError(
                 f"{self.run_dir} holds a '{recorded_job}' run, not '{self.job}': "

@@ -8,6 +8,7 @@ from medverify.deploy.common import (
     DeployManifest,
     atomic_output_dir,
     check_same_tokenizer,
+    checkpoint_fingerprint,
     read_manifest,
     resolve_model,
     tokenizer_fingerprint,
@@ -91,3 +92,23 @@ def test_tokenizer_check_names_what_differs(tiny_dir):
     with pytest.raises(ConfigError, match="special token ids differ: pad"):
         check_same_tokenizer(a, c)
     assert tokenizer_fingerprint(a) != tokenizer_fingerprint(c)
+
+
+def test_checkpoint_fingerprint_follows_the_weights_not_the_path(tmp_path):
+    import os
+
+    a = tmp_path / "a"
+    a.mkdir()
+    (a / "config.json").write_text("{}")
+    big = os.urandom(3 << 20)  # longer than the two sampled MiB
+    (a / "model.safetensors").write_bytes(big)
+    b = tmp_path / "elsewhere" / "b"
+    b.mkdir(parents=True)
+    (b / "model.safetensors").write_bytes(big)
+    assert checkpoint_fingerprint(a) == checkpoint_fingerprint(b)
+    tuned = bytearray(big)
+    tuned[-10] ^= 1  # a change in the last MiB
+    (b / "model.safetensors").write_bytes(bytes(tuned))
+    assert checkpoint_fingerprint(a) != checkpoint_fingerprint(b)
+    (b / "model.safetensors").write_bytes(big + b"x")  # another size
+    assert checkpoint_fingerprint(a) != checkpoint_fingerprint(b)

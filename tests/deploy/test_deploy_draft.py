@@ -153,6 +153,22 @@ def test_target_replies_are_kept_in_the_run_store(tmp_path, tiny_dir):
     again: list[str] = []
     distill_draft(f"hf:{tiny_dir}", tmp_path / "d2", config, run_dir=run, on_progress=again.append)
     assert not any(m.startswith("target replies") for m in again)  # nothing regenerated
+    moved = tmp_path / "moved" / "tiny"  # the same checkpoint elsewhere (another machine)
+    shutil.copytree(tiny_dir, moved)
+    third: list[str] = []
+    distill_draft(f"hf:{moved}", tmp_path / "d3", config, run_dir=run, on_progress=third.append)
+    assert not any(m.startswith("target replies") for m in third)
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    other = AutoModelForCausalLM.from_pretrained(tiny_dir)
+    with torch.no_grad():
+        other.lm_head.weight.add_(0.01)  # a fine-tuned target: its replies are not these
+    other.save_pretrained(tmp_path / "other")
+    shutil.copy(tiny_dir / "tokenizer.json", tmp_path / "other")
+    shutil.copy(tiny_dir / "tokenizer_config.json", tmp_path / "other")
+    with pytest.raises(ConfigError, match="target_weights"):
+        distill_draft(f"hf:{tmp_path / 'other'}", tmp_path / "d4", config, run_dir=run)
 
 
 def test_kd_loss_is_the_cross_entropy_plus_the_kl_to_the_teacher(tiny_dir):

@@ -135,12 +135,42 @@ def resolve_model(spec: str) -> Path:
     return path
 
 
+_WEIGHT_PATTERNS = ("*.safetensors", "*.bin", "*.pt", "*.pth", "*.gguf")
+
+
 def weights_bytes(directory: Path) -> int:
     """Bytes of weight files in a directory (safetensors, bin, pt, gguf)."""
     total = 0
-    for pattern in ("*.safetensors", "*.bin", "*.pt", "*.pth", "*.gguf"):
+    for pattern in _WEIGHT_PATTERNS:
         total += sum(f.stat().st_size for f in directory.glob(pattern) if f.is_file())
     return total
+
+
+_SAMPLE_BYTES = 1 << 20
+
+
+def checkpoint_fingerprint(directory: Path) -> str:
+    """SHA-256 identifying a checkpoint's weights wherever the directory lies.
+
+    Run stores record it instead of the path, so a run directory moved to another machine (or a
+    checkpoint copied elsewhere) still resumes, while replies of another checkpoint are refused.
+    It hashes each weight file's name and size with its first and last MiB rather than all of it:
+    reading a 60 GB checkpoint to open a run would take minutes, and fine-tuned weights already
+    differ in those bytes.
+    """
+    digest = hashlib.sha256()
+    files = sorted(
+        f for pattern in _WEIGHT_PATTERNS for f in directory.glob(pattern) if f.is_file()
+    )
+    for path in files:
+        size = path.stat().st_size
+        digest.update(f"{path.name}\0{size}\0".encode())
+        with path.open("rb") as fh:
+            digest.update(fh.read(_SAMPLE_BYTES))
+            if size > _SAMPLE_BYTES:
+                fh.seek(max(_SAMPLE_BYTES, size - _SAMPLE_BYTES))
+                digest.update(fh.read(_SAMPLE_BYTES))
+    return digest.hexdigest()
 
 
 @contextlib.contextmanager

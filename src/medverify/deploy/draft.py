@@ -44,6 +44,7 @@ from medverify.backends.torch_runtime import (
 from medverify.deploy.common import (
     DeployManifest,
     atomic_output_dir,
+    checkpoint_fingerprint,
     read_manifest,
     resolve_model,
     tokenizer_fingerprint,
@@ -389,7 +390,7 @@ def prepare_training(
             run_dir,
             job="distill-draft",
             config={
-                "target": str(source),
+                "target_weights": checkpoint_fingerprint(source),
                 "tokenizer": tokenizer_fingerprint(tokenizer),
                 "gen_tokens": config.gen_tokens,
             },

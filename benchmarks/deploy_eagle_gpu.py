@@ -6,7 +6,9 @@ the target's replies; generating them is minutes on a GPU and days on 2 CPU core
 directory with its tensors in float16 and without the LM rows (the target's own, re-attached by
 ``load_head(..., target=...)``), so it fits the few MB a lent machine hands back.
 
-    # on the GPU machine (prompts from make_draft_prompts.py)
+    # on the GPU machine (prompts from make_draft_prompts.py); by default the head learns the
+    # float32 target's features (what the CPU serves) with two drafting steps unrolled;
+    # --init DIR continues from an earlier head
     python benchmarks/deploy_eagle_gpu.py --prompts prompts.jsonl --export OUTDIR
     # back here: unpack, then give it the local target's tokenizer files
     mkdir -p /tmp/eagle && tar -xf OUTDIR/eagle.tar -C /tmp/eagle
@@ -87,6 +89,14 @@ def main() -> None:
     ap.add_argument("--noise", type=float, default=0.1)
     ap.add_argument("--time-budget", type=float, default=240.0)
     ap.add_argument("--max-prompts", type=int)
+    ap.add_argument("--unroll", type=int, default=2, help="drafting steps simulated in training")
+    ap.add_argument(
+        "--target-dtype",
+        default="float32",
+        choices=["auto", "float32"],
+        help="float32: teach the head the features of the float32 target the CPU serves",
+    )
+    ap.add_argument("--init", type=Path, help="continue training this head (e.g. a carried one)")
     ap.add_argument("--eval-every", type=int, default=500)
     ap.add_argument("--work", type=Path, default=Path("/tmp/medverify-eagle-gpu"))
     args = ap.parse_args()
@@ -113,6 +123,8 @@ def main() -> None:
         max_prompts=args.max_prompts,
         time_budget_s=args.time_budget,
         eval_every=args.eval_every,
+        unroll=args.unroll,
+        target_dtype=args.target_dtype,
     )
     result = train_eagle(
         "local",
@@ -123,6 +135,7 @@ def main() -> None:
         overwrite=True,
         on_progress=lambda m: print(f"[{time.perf_counter() - t0:6.0f}s] {m}", flush=True),
         device="cuda" if cuda else "cpu",
+        init=args.init,
     )
     args.export.mkdir(parents=True, exist_ok=True)
     archive = export_head(result.out, args.export)
@@ -140,7 +153,7 @@ def main() -> None:
         )
     )
     print(
-        f"deploy_eagle_gpu on {card}: {args.layers}-layer head, {d['vocab_kept']} tokens "
+        f"deploy_eagle_gpu on {card}: {d['layers']}-layer head, {d['vocab_kept']} tokens "
         f"(held-out coverage {d['held_out_vocab_coverage']}), {d['reply_tokens']} reply tokens in "
         f"{d['collect_seconds']} s, {d['steps_done']} steps in {d['train_seconds']} s, held-out "
         f"agreement {d['held_out_agreement_before']} -> {d['held_out_agreement_after']}, "

@@ -248,6 +248,25 @@ def test_trained_head_files_manifest_and_reload(tmp_path, varied_dir, varied_hea
         load_head(tmp_path)
 
 
+def test_continued_training_that_only_hurts_hands_back_the_initial_head(
+    tmp_path, monkeypatch, varied_dir, varied_head
+):
+    import medverify.deploy.eagle as eagle
+
+    scores = iter([0.5, 0.2, 0.3, 0.1])  # before training, then after each of 3 steps
+    monkeypatch.setattr(eagle, "head_agreement", lambda *a, **k: next(scores))
+    config = EagleConfig(
+        steps=3, gen_tokens=12, max_prompts=6, holdout=2, batch_size=2, lr=1.0, eval_every=1
+    )
+    out = tmp_path / "continued"
+    train_eagle(f"hf:{varied_dir}", out, config, init=varied_head)
+    d = read_manifest(out, kind="draft").details
+    assert d["best_step"] == 0 and d["steps_done"] == 3
+    assert d["held_out_agreement_after"] == 0.5
+    before, after = load_head(varied_head), load_head(out)
+    assert torch.equal(before.fc.weight, after.fc.weight)  # lr 1.0 would have moved it
+
+
 def test_frequent_tokens_keeps_the_commonest_and_the_end_token():
     rows = [{"prompt": [1], "reply": [7, 7, 7, 8, 8, 9]}]
     assert frequent_tokens(rows, 2, {2}) == [7, 2]

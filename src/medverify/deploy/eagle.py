@@ -629,7 +629,9 @@ def train_eagle(
     kept under ``run_dir`` are shared with it (same store layout), so a second draft costs no
     regeneration. ``init`` continues from an existing head (its layers and kept tokens win over
     ``config.layers`` and ``config.vocab``): e.g. a head trained on a GPU against the bfloat16
-    target, tuned on the CPU against the float32 one.
+    target, tuned on the CPU against the float32 one. With ``config.eval_every`` the carried head
+    is the first candidate for the best head, so training that only lowers held-out agreement
+    returns it unchanged (``best_step`` 0 in the manifest).
 
     Raises:
         ConfigError: a missing or quantized target, ``out`` not empty, too many layers.
@@ -672,7 +674,18 @@ def train_eagle(
         coverage = sum(t in kept for t in held_tokens) / max(1, len(held_tokens))
         say(f"kept {len(vocab_ids)} tokens, covering {coverage:.3f} of held-out reply tokens")
         before = head_agreement(head, model, held_rows, pad, config.max_prompt_tokens)
-        stats = _train_head(head, model, train_rows, pad, config, say, held_rows)
+        # a head carried in starts as the best so far: training that only makes it worse
+        # (too high a learning rate, too little data) then hands it back unchanged
+        stats = _train_head(
+            head,
+            model,
+            train_rows,
+            pad,
+            config,
+            say,
+            held_rows,
+            start_agreement=before if init else None,
+        )
         head.eval()
         after = stats.pop("best_agreement")  # measured on these rows when eval_every is set
         if after is None:
@@ -714,6 +727,7 @@ def _train_head(
     config: EagleConfig,
     say: Callable[[str], None],
     held: list[dict[str, list[int]]] | None = None,
+    start_agreement: float | None = None,
 ) -> dict[str, Any]:
     import copy
 
@@ -742,6 +756,8 @@ def _train_head(
     losses: list[float] = []
     hits: list[float] = []
     best: tuple[float, int, Any] = (-1.0, 0, None)
+    if start_agreement is not None and held and config.eval_every:
+        best = (start_agreement, 0, copy.deepcopy(head.state_dict()))
     steps = 0
     for steps in range(1, config.steps + 1):
         f_loss, t_loss, h = _batch_losses(head, target, next(batches), pad, config)

@@ -66,26 +66,21 @@ class Prompt(BaseModel):
     source: str = ""
 
 
-class DraftConfig(BaseModel):
-    """How to build and train the draft.
+class TrainingConfig(BaseModel):
+    """What every kind of draft is trained from: the target's replies, and the run of steps.
 
     Attributes:
-        layers: decoder layers taken from the bottom of the target.
         steps: optimizer steps.
         batch_size: sequences per step.
-        lr: AdamW learning rate (linear warm-up over 10% of steps, cosine decay).
+        lr: AdamW learning rate (linear warm-up, then cosine decay).
         gen_tokens: most tokens of each target reply to learn from.
         gen_batch: prompts the target answers at once while collecting data.
         max_prompts: use at most this many prompts (None: all).
         holdout: prompts kept out of training to measure agreement.
         seed: for the split, the batch order and the initialisation of nothing else.
         time_budget_s: stop training early after this many seconds (data collection excluded).
-        loss: ``ce`` learns the target's greedy tokens only; ``kd`` adds the forward KL to the
-            target's whole next-token distribution (DistillSpec, arXiv:2310.08461: it raises
-            acceptance over CE alone), at the price of a target forward pass per batch.
     """
 
-    layers: int = Field(2, ge=1)
     steps: int = Field(300, ge=1)
     batch_size: int = Field(8, ge=1)
     lr: float = Field(1e-3, gt=0)
@@ -95,6 +90,19 @@ class DraftConfig(BaseModel):
     holdout: int = Field(6, ge=1)
     seed: int = 0
     time_budget_s: float | None = Field(None, gt=0)
+
+
+class DraftConfig(TrainingConfig):
+    """How to build and train a draft model (the fields of :class:`TrainingConfig`, and these).
+
+    Attributes:
+        layers: decoder layers taken from the bottom of the target.
+        loss: ``ce`` learns the target's greedy tokens only; ``kd`` adds the forward KL to the
+            target's whole next-token distribution (DistillSpec, arXiv:2310.08461: it raises
+            acceptance over CE alone), at the price of a target forward pass per batch.
+    """
+
+    layers: int = Field(2, ge=1)
     loss: Literal["ce", "kd"] = "ce"
 
 
@@ -342,7 +350,7 @@ class TrainingData:
 
 def prepare_training(
     target: str,
-    config: DraftConfig,
+    config: TrainingConfig,
     *,
     prompts_file: str | Path | None,
     run_dir: str | Path | None,

@@ -53,6 +53,8 @@ from medverify.deploy.common import (
     write_manifest,
 )
 from medverify.deploy.draft import (
+    TrainingConfig,
+    prepare_training,
     reply_tensors,
     shuffled_batches,
 )
@@ -67,15 +69,14 @@ CONFIG = "eagle_config.json"
 METHOD = "eagle"
 
 
-class EagleConfig(BaseModel):
-    """How to build and train the head.
+class EagleConfig(TrainingConfig):
+    """How to build and train the head (the fields of :class:`TrainingConfig`, and these).
 
     Attributes:
         layers: decoder layers in the head (EAGLE uses one).
         vocab: LM-head rows kept, the most frequent tokens of the target's training replies
             (None: the whole vocabulary).
-        steps, batch_size, lr, gen_tokens, gen_batch, max_prompts, holdout, seed, time_budget_s:
-            as in :class:`~medverify.deploy.draft.DraftConfig`.
+        lr: as in :class:`TrainingConfig`, with a lower default.
         feature_weight: weight of the smooth-L1 loss between predicted and true features.
         token_weight: weight of the cross-entropy against the target's next-token distribution
             over the kept tokens (EAGLE weighs them 1 and 0.1).
@@ -96,15 +97,7 @@ class EagleConfig(BaseModel):
 
     layers: int = Field(1, ge=1)
     vocab: int | None = Field(8192, ge=16)
-    steps: int = Field(300, ge=1)
-    batch_size: int = Field(8, ge=1)
     lr: float = Field(5e-4, gt=0)
-    gen_tokens: int = Field(128, ge=2)
-    gen_batch: int = Field(8, ge=1)
-    max_prompts: int | None = Field(None, ge=2)
-    holdout: int = Field(6, ge=1)
-    seed: int = 0
-    time_budget_s: float | None = Field(None, gt=0)
     feature_weight: float = Field(1.0, ge=0)
     token_weight: float = Field(0.1, ge=0)
     noise: float = Field(0.1, ge=0)
@@ -636,21 +629,12 @@ def train_eagle(
     Raises:
         ConfigError: a missing or quantized target, ``out`` not empty, too many layers.
     """
-    from medverify.deploy.draft import DraftConfig, prepare_training
-
     config = config or EagleConfig()
     say = on_progress or (lambda _msg: None)
-    data_config = DraftConfig(
-        gen_tokens=config.gen_tokens,
-        gen_batch=config.gen_batch,
-        max_prompts=config.max_prompts,
-        holdout=config.holdout,
-        seed=config.seed,
-    )
     with atomic_output_dir(out, overwrite=overwrite) as tmp:
         data = prepare_training(
             target,
-            data_config,
+            config,
             prompts_file=prompts_file,
             run_dir=run_dir,
             device=device,

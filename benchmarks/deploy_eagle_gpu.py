@@ -2,7 +2,7 @@
 
 The CPU speculative-decoding benchmark (``deploy_cpu.py``) needs a head trained on thousands of
 the target's replies; generating them is minutes on a GPU and days on 2 CPU cores. This runs
-:func:`medverify.deploy.eagle.train_eagle` on the GPU, then writes ``eagle.tar``: the head's
+:func:`medverify.deploy.eagle_train.train_eagle` on the GPU, then writes ``eagle.tar``: the head's
 directory with its tensors in float16 and without the LM rows (the target's own, re-attached by
 ``load_head(..., target=...)``), so it fits the few MB a lent machine hands back.
 
@@ -30,7 +30,8 @@ import tarfile
 import time
 from pathlib import Path
 
-from medverify.deploy.eagle import EagleConfig, load_head, save_head, train_eagle
+from medverify.deploy.eagle import load_head, save_head
+from medverify.deploy.eagle_train import EagleConfig, train_eagle
 
 
 def export_head(head_dir: Path, export: Path) -> Path:

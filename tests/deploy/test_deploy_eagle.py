@@ -12,14 +12,16 @@ import pytest
 from medverify.backends.base import SamplingParams
 from medverify.deploy.common import read_manifest
 from medverify.deploy.eagle import (
-    EagleConfig,
-    _unroll_mask,
     build_head,
-    frequent_tokens,
     is_eagle_dir,
     load_head,
     save_head,
     speculate_greedy,
+)
+from medverify.deploy.eagle_train import (
+    EagleConfig,
+    _unroll_mask,
+    frequent_tokens,
     train_eagle,
 )
 from medverify.deploy.engine import EAGLE_DRAFT_TOKENS, Engine
@@ -251,10 +253,10 @@ def test_trained_head_files_manifest_and_reload(tmp_path, varied_dir, varied_hea
 def test_continued_training_that_only_hurts_hands_back_the_initial_head(
     tmp_path, monkeypatch, varied_dir, varied_head
 ):
-    import medverify.deploy.eagle as eagle
+    import medverify.deploy.eagle_train as eagle_train
 
     scores = iter([0.5, 0.2, 0.3, 0.1])  # before training, then after each of 3 steps
-    monkeypatch.setattr(eagle, "head_agreement", lambda *a, **k: next(scores))
+    monkeypatch.setattr(eagle_train, "head_agreement", lambda *a, **k: next(scores))
     config = EagleConfig(
         steps=3, gen_tokens=12, max_prompts=6, holdout=2, batch_size=2, lr=1.0, eval_every=1
     )

@@ -205,7 +205,7 @@ def _train_eagle_cmd(
     device: str,
     init: Path | None,
 ) -> None:
-    from medverify.deploy.eagle import EagleConfig, train_eagle
+    from medverify.deploy.eagle_train import EagleConfig, train_eagle
 
     config = EagleConfig.model_validate(settings)
     with err_console.status("training an EAGLE head...") as status:

@@ -9,6 +9,7 @@ same file (busy timeout instead of "database is locked" errors).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import threading
@@ -49,6 +50,12 @@ def _retry_while_locked(conn: sqlite3.Connection, sql: str, timeout_s: float) ->
                 raise
             time.sleep(delay)
             delay = min(delay * 2, 0.25)
+
+
+def _rows(ns: str, items: dict[str, Any]) -> list[tuple[str, str, str]]:
+    return [
+        (ns, k, json.dumps(v, ensure_ascii=False, separators=(",", ":"))) for k, v in items.items()
+    ]
 
 
 class SqliteKV:
@@ -95,22 +102,24 @@ class SqliteKV:
                 "INSERT OR REPLACE INTO kv (ns, key, value) VALUES (?, ?, ?)", (ns, key, blob)
             )
 
-    def put_many(self, ns: str, items: dict[str, Any]) -> None:
-        """Store several values in one transaction (all or none)."""
-        rows = [
-            (ns, k, json.dumps(v, ensure_ascii=False, separators=(",", ":")))
-            for k, v in items.items()
-        ]
+    @contextlib.contextmanager
+    def _immediate(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, taken at once (other writers wait), rolled back on error."""
         with self._lock:
             self.conn.execute("BEGIN IMMEDIATE")
             try:
-                self.conn.executemany(
-                    "INSERT OR REPLACE INTO kv (ns, key, value) VALUES (?, ?, ?)", rows
-                )
+                yield self.conn
             except BaseException:
                 self.conn.execute("ROLLBACK")
                 raise
             self.conn.execute("COMMIT")
+
+    def put_many(self, ns: str, items: dict[str, Any]) -> None:
+        """Store several values in one transaction (all or none)."""
+        with self._immediate() as conn:
+            conn.executemany(
+                "INSERT OR REPLACE INTO kv (ns, key, value) VALUES (?, ?, ?)", _rows(ns, items)
+            )
 
     def put_absent(self, ns: str, items: dict[str, Any]) -> bool:
         """Store several values only if none of the keys exists yet; whether they were stored.
@@ -118,23 +127,15 @@ class SqliteKV:
         One immediate transaction, so of two processes racing to record the same entries
         exactly one wins and the other sees the winner's values.
         """
-        rows = [
-            (ns, k, json.dumps(v, ensure_ascii=False, separators=(",", ":")))
-            for k, v in items.items()
-        ]
-        with self._lock:
-            self.conn.execute("BEGIN IMMEDIATE")
-            try:
-                taken = self.conn.execute(
-                    f"SELECT 1 FROM kv WHERE ns = ? AND key IN ({','.join('?' * len(rows))})",
-                    (ns, *items),
-                ).fetchone()
-                if taken is None:
-                    self.conn.executemany("INSERT INTO kv (ns, key, value) VALUES (?, ?, ?)", rows)
-            except BaseException:
-                self.conn.execute("ROLLBACK")
-                raise
-            self.conn.execute("COMMIT")
+        with self._immediate() as conn:
+            taken = conn.execute(
+                f"SELECT 1 FROM kv WHERE ns = ? AND key IN ({','.join('?' * len(items))})",
+                (ns, *items),
+            ).fetchone()
+            if taken is None:
+                conn.executemany(
+                    "INSERT INTO kv (ns, key, value) VALUES (?, ?, ?)", _rows(ns, items)
+                )
         return taken is None
 
     def delete(self, ns: str, key: str) -> None:

@@ -162,3 +162,24 @@ def test_gpu_benchmark_runs_tiny_on_cpu(tmp_path, tiny_dir):
     assert names == ["fp32", "fp32 + draft", "int8-dynamic", "int8-dynamic + draft"]
     assert set(out["identical_to_same_target"].values()) == {1}
     assert saved["draft"]["steps_done"] == 2
+
+
+def test_ngram_table_drafts_the_commonest_follower_and_replays_rounds():
+    sys.path.insert(0, str(BENCH))
+    try:
+        bench = importlib.import_module("deploy_ngram_table")
+    finally:
+        sys.path.remove(str(BENCH))
+    replies = [[5, 6, 7, 8, 9], [5, 6, 7, 8, 9], [5, 6, 3]]
+    table = bench.build_table(replies, max_n=2)
+    assert table[2][(5, 6)] == {7: 2, 3: 1}
+    # after (5, 6): 7 follows 2 times in 3, then 8 after (6, 7), then 9
+    assert bench.table_draft(table, [1, 5, 6], 3, min_n=2, min_share=0.5) == [7, 8, 9]
+    assert bench.table_draft(table, [1, 5, 6], 3, min_n=2, min_share=0.7) == []
+    refs = [{"prompt": [1, 5], "reply": [6, 7, 8, 9, 4]}]
+    alone = bench.replay(refs, table, "lookup", 5, min_n=2, min_share=0.5)
+    assert alone["tokens_per_round"] == 1.0  # nothing in the prompt repeats
+    both = bench.replay(refs, table, "lookup+table", 5, min_n=2, min_share=0.5)
+    # round 1 has no 2-gram yet ([1, 5] -> 6 is unseen): 6; round 2 drafts 7 8 9, all kept,
+    # plus the target's 4: 5 tokens in 2 rounds
+    assert both["tokens_per_round"] == 2.5 and both["kept_per_drafted_round"] == 3.0

@@ -153,3 +153,17 @@ def test_demo_on_the_embedded_model(tmp_path, tmp_path_factory):
     for line in (run_dir / "examples.jsonl").read_text().splitlines():
         turns = json.loads(line)["completion"].splitlines()
         assert turns[0].startswith("Patient: ") and any(t.startswith("Doctor: ") for t in turns)
+
+
+def test_wide_tables_are_printed_whole_when_output_is_not_a_terminal(capsys):
+    from rich.table import Table
+
+    from medverify.cli_common import print_table
+
+    headers = [f"column number {i}" for i in range(8)]  # ~140 columns wide
+    table = Table(*headers)
+    table.add_row(*(f"value {i}.123" for i in range(8)))
+    print_table(table)
+    lines = capsys.readouterr().out.splitlines()
+    assert all(h in lines[1] for h in headers)  # one header line, nothing cut to "colu…"
+    assert all(f"value {i}.123" in lines[3] for i in range(8))

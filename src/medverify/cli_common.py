@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.console import Console
+from rich.console import Console, RenderableType
+from rich.measure import Measurement
 
 from medverify.backends.registry import BackendOptions
 
@@ -14,6 +15,23 @@ from medverify.backends.registry import BackendOptions
 # and users can copy it; tables and panels still fit the width.
 console = Console(emoji=False, highlight=False, soft_wrap=True)
 err_console = Console(stderr=True, emoji=False, highlight=False, soft_wrap=True)
+
+
+def print_table(table: RenderableType) -> None:
+    """Print a table whole: in a file or a pipe at its natural width, not rich's 80 columns.
+
+    Redirected output (a CI log, ``| tee``) has no terminal width, and a wide table squeezed into
+    80 columns cuts every number to "0.4…". In a terminal the table fits the terminal as usual.
+    """
+    if console.is_terminal:
+        console.print(table)
+        return
+    natural = Measurement.get(console, console.options.update_width(10_000), table).maximum
+    wide = Console(
+        file=console.file, width=max(console.width, natural), emoji=False, highlight=False
+    )
+    wide.print(table)
+
 
 BaseUrlOpt = Annotated[
     str | None,

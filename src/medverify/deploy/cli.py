@@ -20,7 +20,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from medverify.cli_common import console, err_console
+from medverify.cli_common import console, err_console, print_table
 
 app = typer.Typer(
     help="Quantize a model, train a draft for speculative decoding, measure the deployment.",
@@ -322,7 +322,7 @@ def report_cmd(
     table = Table(*(title for title, _ in rep.COLUMNS))
     for row in rep.table_rows(report):
         table.add_row(*row)
-    console.print(table)
+    print_table(table)
     console.print(f"report: {paths['html']} and {paths['json']}", markup=False)
 
 

@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from medverify.cli_common import console
+from medverify.cli_common import console, print_table
 from medverify.train.config import load_config
 
 app = typer.Typer(
@@ -55,7 +55,7 @@ def _run(config: Path, run_dir: Path | None, kinds: set[str] | None, check: bool
         table.add_column(key)
     for name, scores in outcome.evals.items():
         table.add_row(name, *[_fmt(scores.get(k)) for k in keys])
-    console.print(table)
+    print_table(table)
     console.print(f"run directory: {outcome.run_dir} (summary.json, curves.png, stages/)")
 
 

@@ -46,10 +46,6 @@ def main() -> None:
     ap.add_argument("--n-prompts", type=int, default=12)
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
-    import torch
-
-    from medverify.deploy.eagle import speculate_greedy
-
     engine = Engine(default_model_dir(), draft=args.eagle, name="fp32").load()
     prompts = [
         engine.encode([{"role": "user", "content": p.prompt}])
@@ -61,22 +57,12 @@ def main() -> None:
             ("tokens", "target_calls", "accepted", "lookup_rounds", "lookup_accepted"), 0
         )
         shares = []
-        with torch.inference_mode():
-            for prompt in prompts:
-                ids, stats = speculate_greedy(
-                    engine.model,
-                    engine.eagle,
-                    prompt,
-                    length,
-                    eos_ids=engine.eos_ids,
-                    draft_tokens=engine.draft_tokens,
-                    min_confidence=engine.draft_confidence,
-                    lookup=EAGLE_LOOKUP,
-                )
-                totals["tokens"] += len(ids)
-                for key in ("target_calls", "accepted", "lookup_rounds", "lookup_accepted"):
-                    totals[key] += getattr(stats, key)
-                shares.append(repeated_share(prompt, ids))
+        for prompt in prompts:
+            ids, stats = engine.speculate(prompt, length)
+            totals["tokens"] += len(ids)
+            for key in ("target_calls", "accepted", "lookup_rounds", "lookup_accepted"):
+                totals[key] += getattr(stats, key)
+            shares.append(repeated_share(prompt, ids))
         rounds = totals["target_calls"] - len(prompts)  # each reply's first pass is its prefill
         runs.append(
             {

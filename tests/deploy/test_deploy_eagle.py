@@ -296,6 +296,10 @@ def test_engine_with_an_eagle_head_matches_the_target_alone(varied_dir, varied_h
     assert "".join(pieces) == out.text
     assert out.stats.draft_calls > 0 and out.stats.target_calls <= ref.stats.completion_tokens
     assert spec.memory_bytes()["draft"] > 0
+    ids, stats = spec.speculate(spec.encode(PROMPT), 16)  # the loop generate runs, for benchmarks
+    assert ids[: len(ref.token_ids)] == ref.token_ids and stats.target_calls > 0
+    with pytest.raises(ConfigError, match="no EAGLE head"):
+        plain.speculate(plain.encode(PROMPT), 4)
     cut = ref.text[len(ref.text) // 2 :][:3]
     if cut.strip():
         stopped = spec.generate(PROMPT, SamplingParams(max_tokens=16, stop=[cut]))

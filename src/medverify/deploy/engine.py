@@ -420,15 +420,34 @@ class Engine:
         Sampled requests go through ``generate`` without the head: the loop verifies greedily.
         """
         torch, _ = import_torch("deploy")
-        from medverify.deploy.eagle import speculate_greedy
-
         streamer.put(torch.tensor([prompt]))  # the streamer skips the prompt
 
         def relay(new: list[int]) -> bool:
             streamer.put(torch.tensor(new))
             return stopped()
 
-        ids, stats = speculate_greedy(
+        ids, stats = self.speculate(prompt, max_new, on_tokens=relay)
+        streamer.end()
+        return ids, stats.target_calls, stats.draft_calls
+
+    def speculate(
+        self,
+        prompt: list[int],
+        max_new: int,
+        *,
+        on_tokens: Callable[[list[int]], bool] | None = None,
+    ) -> tuple[list[int], Any]:
+        """The EAGLE loop with this engine's settings (draft tokens, confidence, lookup).
+
+        Returns the greedy ids (end token included) and the loop's
+        :class:`~medverify.deploy.eagle.SpeculationStats`, for benchmarks that count rounds.
+        """
+        from medverify.deploy.eagle import speculate_greedy
+
+        self.load()
+        if self.eagle is None:
+            raise ConfigError(f"this engine has no EAGLE head (draft: {self.draft_label})")
+        return speculate_greedy(
             self.model,
             self.eagle,
             prompt,
@@ -437,10 +456,8 @@ class Engine:
             draft_tokens=self.draft_tokens,
             min_confidence=self.draft_confidence,
             lookup=EAGLE_LOOKUP,
-            on_tokens=relay,
+            on_tokens=on_tokens,
         )
-        streamer.end()
-        return ids, stats.target_calls, stats.draft_calls
 
     def _finished(
         self, prompt: list[int], tokens: list[int], params: SamplingParams, **stats: Any

@@ -21,11 +21,11 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 from _common import write_result
+from medverify.backends.base import SamplingParams
 from medverify.backends.local import default_model_dir
 from medverify.deploy.draft import bundled_prompts
 from medverify.deploy.eagle import _lookup
-from medverify.deploy.engine import EAGLE_DRAFT_TOKENS, EAGLE_LOOKUP
-from medverify.deploy.quantize import load_causal_lm
+from medverify.deploy.engine import EAGLE_DRAFT_TOKENS, EAGLE_LOOKUP, Engine
 from medverify.runs.kv import SqliteKV
 
 NgramTable = list[dict[tuple[int, ...], Counter[int]]]
@@ -99,19 +99,18 @@ def replay(refs: list[dict], table: NgramTable, strategy: str, length: int, **kw
 
 
 def reference_replies(n_prompts: int, max_tokens: int) -> list[dict]:
-    """The float32 target's greedy replies to the first bundled prompts."""
-    import torch
+    """The float32 target's greedy replies to the first bundled prompts.
 
-    model, tokenizer = load_causal_lm(default_model_dir(), device="cpu")
+    Encoded and decoded by the engine, as every timed deploy benchmark does (the end token, when
+    reached, is not part of the reply).
+    """
+    engine = Engine(default_model_dir(), name="fp32").load()
+    params = SamplingParams(max_tokens=max_tokens)
     refs = []
     for p in bundled_prompts()[:n_prompts]:
-        text = tokenizer.apply_chat_template(
-            [{"role": "user", "content": p.prompt}], add_generation_prompt=True, tokenize=False
-        )
-        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-        with torch.inference_mode():
-            out = model.generate(torch.tensor([ids]), max_new_tokens=max_tokens, do_sample=False)
-        refs.append({"prompt": list(ids), "reply": out[0, len(ids) :].tolist()})
+        messages = [{"role": "user", "content": p.prompt}]
+        reply = engine.generate(messages, params).token_ids
+        refs.append({"prompt": engine.encode(messages), "reply": reply})
     return refs
 
 

@@ -21,10 +21,10 @@ import time
 from pathlib import Path
 
 from _common import write_result
+from medverify.cases.loading import load_bundled_cases
 from medverify.consult import ConsultJob, run_consult_job
 from medverify.consult.records import DIMENSIONS
 from medverify.demo import DEFAULT_CASES, demo_job
-from medverify.simulator.cases import load_bundled_cases
 
 
 async def separation(cases, tmp: Path) -> dict:

@@ -26,7 +26,7 @@ import numpy as np
 from _common import write_result
 from medverify.grading import local_grader as lg
 from medverify.healthbench.meta_eval import load_labelled, macro_f1
-from medverify.simulator.embeddings import Embedder
+from medverify.text.embeddings import Embedder
 
 ROOT = Path(__file__).parents[1]
 SHARED = ROOT.parent / "shared" / "data" / "healthbench" / "graded_sample70.jsonl"

@@ -25,10 +25,10 @@ import argparse
 import json
 from pathlib import Path
 
+from medverify.cases.importers import read_cases
+from medverify.cases.personas import persona_for
 from medverify.deploy.draft import Prompt, bundled_prompts, load_prompts
 from medverify.simulator.affective import TemplateAffectiveUnit
-from medverify.simulator.importers import read_cases
-from medverify.simulator.personas import persona_for
 
 
 def case_openings(source_format: str, path: Path) -> list[Prompt]:

@@ -37,12 +37,12 @@ import numpy as np
 from _common import write_result
 from medverify.backends.base import Message, SamplingParams
 from medverify.backends.mock import MockBackend
+from medverify.cases.loading import load_bundled_cases
+from medverify.cases.records import CaseRecord
 from medverify.grading.records import RubricItem
 from medverify.rubrics import core_rubric, generate_rubric
 from medverify.rubrics.records import dimension_of
-from medverify.simulator.cases import load_bundled_cases
-from medverify.simulator.embeddings import default_embedder, load_model
-from medverify.simulator.records import CaseRecord
+from medverify.text.embeddings import default_embedder, load_model
 
 
 def reference_rubrics() -> dict[str, list[RubricItem]]:

@@ -15,7 +15,7 @@ import argparse
 import asyncio
 
 from _common import write_result
-from medverify.simulator.cases import load_bundled_cases, load_cases
+from medverify.cases.loading import load_bundled_cases, load_cases
 from medverify.simulator.quality import DEFAULT_PERSONAS, evaluate
 
 

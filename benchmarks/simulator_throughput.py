@@ -23,11 +23,11 @@ import os
 import time
 
 from _common import write_result
-from medverify.simulator.cases import load_bundled_cases
+from medverify.cases.loading import load_bundled_cases
 from medverify.simulator.doctor_suite import scripted_doctors
-from medverify.simulator.embeddings import default_embedder, load_model
 from medverify.simulator.environment import ConsultationEnv
 from medverify.simulator.fact_unit import OfflineFactUnit, doctor_sentences
+from medverify.text.embeddings import default_embedder, load_model
 
 
 def pin_one_core() -> int:

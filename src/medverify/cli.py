@@ -53,13 +53,13 @@ _state = {"debug": False}
 
 
 def _register_subcommands() -> None:
+    from medverify.cases.cli import app as cases_app
     from medverify.consult.cli import consult_bench
     from medverify.deploy.cli import app as deploy_app
     from medverify.deploy.cli import serve_cmd
     from medverify.healthbench.cli import app as healthbench_app
     from medverify.rubrics.cli import HELP as RUBRICS_HELP
     from medverify.rubrics.cli import rubrics
-    from medverify.simulator.cases_cli import app as cases_app
     from medverify.simulator.simulate_cli import app as simulate_app
     from medverify.train.cli import app as train_app
 
@@ -169,9 +169,9 @@ def demo(
     empathy, medical ethics); the offline grader judges them. Prints the per-dimension scores
     and the path of the HTML report, which shows every transcript with its verdicts.
     """
+    from medverify.cases.loading import load_case_arg
     from medverify.consult.cli import run_and_print
     from medverify.demo import DEFAULT_CASES, demo_job
-    from medverify.simulator.simulate_cli import load_case_arg
 
     job = demo_job(
         [load_case_arg(c) for c in (case or DEFAULT_CASES)],

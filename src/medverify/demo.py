@@ -13,8 +13,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from medverify.backends.registry import BackendOptions
+from medverify.cases.records import CaseRecord
 from medverify.consult.pipeline import ConsultJob
-from medverify.simulator.records import CaseRecord
 
 #: Four bundled cases: two AgentClinic OSCE cases, two MediQ cases; neurology, infection, ENT,
 #: cardiology.

@@ -13,13 +13,13 @@ from pathlib import Path
 import pytest
 from tests.conftest import run_cli
 
+from medverify.cases.loading import load_bundled_cases
 from medverify.consult import ConsultJob, run_consult_job
 from medverify.consult.bench import ConsultBench, make_units
 from medverify.consult.pipeline import scripted_factory
 from medverify.errors import ConfigError
 from medverify.grading import make_grader
 from medverify.runs.store import RunStore
-from medverify.simulator.cases import load_bundled_cases
 from medverify.testing.fake_openai import FakeOpenAIServer
 from medverify.testing.judges import parse_request, transcript_judge
 

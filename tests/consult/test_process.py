@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from medverify.cases.loading import load_bundled_cases
 from medverify.consult.process import (
     ProcessMetrics,
     diagnosis_named,
@@ -13,7 +14,6 @@ from medverify.consult.process import (
 from medverify.consult.render import grader_input, render_transcript
 from medverify.consult.scripted import scripted_doctor, scripted_turns, wrong_diagnosis
 from medverify.errors import ConfigError
-from medverify.simulator.cases import load_bundled_cases
 from medverify.simulator.consult import run_consultation
 
 CASES = {c.id: c for c in load_bundled_cases()}

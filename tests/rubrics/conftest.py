@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from medverify.simulator.cases import load_bundled_cases, load_case
-from medverify.simulator.records import CaseRecord, Persona, Transcript, Turn
+from medverify.cases.loading import load_bundled_cases, load_case
+from medverify.cases.records import CaseRecord, Persona, Transcript, Turn
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

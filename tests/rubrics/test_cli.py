@@ -9,10 +9,10 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from medverify.cases.records import CaseRecord
 from medverify.errors import InputError
 from medverify.rubrics import core_rubric
 from medverify.rubrics.cli import HELP, rubrics
-from medverify.simulator.records import CaseRecord
 
 from .conftest import FIXTURES, transcript_of
 

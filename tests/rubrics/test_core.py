@@ -6,13 +6,13 @@ import itertools
 
 import pytest
 
+from medverify.cases.records import CaseRecord
 from medverify.errors import InputError
 from medverify.rubrics import DIMENSIONS, Rubric, core_rubric, dimension_of
 from medverify.rubrics.core import build_core
 from medverify.rubrics.records import axis_of
 from medverify.rubrics.validate import TOKEN_THRESHOLD, item_problems, token_similarity
-from medverify.simulator.records import CaseRecord
-from medverify.simulator.textmatch import normalize
+from medverify.text.matching import normalize
 
 
 def test_every_shipped_case_gives_a_valid_rubric(bundled: list[CaseRecord]) -> None:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from medverify.cases.records import CaseRecord
 from medverify.errors import InputError
 from medverify.rubrics import core_rubric
 from medverify.rubrics.core import build_core
-from medverify.simulator.records import CaseRecord
 
 from .conftest import transcript_of
 

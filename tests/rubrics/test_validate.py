@@ -9,11 +9,11 @@ import json
 import numpy as np
 import pytest
 
+from medverify.cases.records import CaseRecord
 from medverify.errors import ConfigError, InputError
 from medverify.grading.records import RubricItem
 from medverify.rubrics import check_case, dedupe_embeddings, dedupe_tokens, generate_rubric, review
 from medverify.rubrics.records import item
-from medverify.simulator.records import CaseRecord
 
 from .test_writer import scripted
 
@@ -113,7 +113,7 @@ def test_minilm_finds_a_paraphrase_that_words_miss(mg_case: CaseRecord) -> None:
 
 
 def test_embeddings_unavailable(mg_case: CaseRecord, monkeypatch: pytest.MonkeyPatch) -> None:
-    import medverify.simulator.embeddings as emb
+    import medverify.text.embeddings as emb
 
     def missing():
         raise ConfigError("the offline patient simulator needs pip install 'medverify[local]'")

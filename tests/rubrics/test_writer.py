@@ -8,10 +8,10 @@ import json
 from medverify.backends.base import Message, RetryPolicy, SamplingParams
 from medverify.backends.mock import MockBackend
 from medverify.backends.registry import BackendOptions, make_backend
+from medverify.cases.records import CaseRecord
 from medverify.errors import TransientBackendError
 from medverify.rubrics import core_rubric, generate_rubric
 from medverify.rubrics.writer import parse_items
-from medverify.simulator.records import CaseRecord
 from medverify.testing.fake_openai import FakeOpenAIServer
 
 GOOD = {

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from medverify.backends.mock import MockBackend
+from medverify.cases.records import CaseRecord, Persona
 from medverify.simulator.affective import (
     ASIDES,
     DIAGNOSIS_DEFLECT,
@@ -17,10 +18,9 @@ from medverify.simulator.affective import (
     patient_prompt,
     template_vocabulary,
 )
-from medverify.simulator.lexicon import LAY_TERMS
-from medverify.simulator.records import CaseRecord, Persona
-from medverify.simulator.textmatch import contains_term, stem, words
 from medverify.simulator.voice import first_person
+from medverify.text.lexicon import LAY_TERMS
+from medverify.text.matching import contains_term, stem, words
 
 CASES = Path(__file__).parents[1] / "fixtures" / "sim_cases"
 MG = CaseRecord.model_validate_json((CASES / "myasthenia_gravis.json").read_text())

@@ -7,6 +7,7 @@ import pytest
 
 from medverify.backends.mock import MockBackend
 from medverify.backends.script import ScriptBackend
+from medverify.cases.records import CaseRecord, Persona, Transcript
 from medverify.simulator.consult import (
     LAST_TURN_NUDGE,
     ConsultationAborted,
@@ -14,7 +15,6 @@ from medverify.simulator.consult import (
     run_consultation,
 )
 from medverify.simulator.environment import ConsultationEnv
-from medverify.simulator.records import CaseRecord, Persona, Transcript
 
 CASES = Path(__file__).parents[1] / "fixtures" / "sim_cases"
 MG = CaseRecord.model_validate_json((CASES / "myasthenia_gravis.json").read_text())

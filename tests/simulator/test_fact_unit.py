@@ -6,14 +6,14 @@ from pathlib import Path
 import pytest
 
 from medverify.backends.mock import MockBackend
+from medverify.cases.keywords import specific_keywords
+from medverify.cases.records import CaseRecord
 from medverify.simulator.fact_unit import (
     UNSPECIFIED_TESTS,
     LLMFactUnit,
     OfflineFactUnit,
     parse_fact_ids,
-    specific_keywords,
 )
-from medverify.simulator.records import CaseRecord
 
 CASES = Path(__file__).parents[1] / "fixtures" / "sim_cases"
 

@@ -2,7 +2,8 @@
 
 import pytest
 
-from medverify.simulator.gate import TerminationGate, extract_diagnosis
+from medverify.cases.diagnosis import extract_diagnosis
+from medverify.simulator.gate import TerminationGate
 
 
 @pytest.mark.parametrize(

@@ -5,10 +5,10 @@ from pathlib import Path
 import pytest
 
 from medverify.backends.mock import MockBackend
+from medverify.cases.records import CaseRecord, Persona
 from medverify.simulator.affective import Rendering, Utterance
 from medverify.simulator.environment import ConsultationEnv
 from medverify.simulator.guard import REDACTED, Guard
-from medverify.simulator.records import CaseRecord, Persona
 
 CASES = Path(__file__).parents[1] / "fixtures" / "sim_cases"
 MG = CaseRecord.model_validate_json((CASES / "myasthenia_gravis.json").read_text())

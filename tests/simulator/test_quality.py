@@ -2,15 +2,15 @@
 
 from pathlib import Path
 
+from medverify.cases.loading import load_cases
+from medverify.cases.records import CaseRecord, Persona, Turn
 from medverify.simulator.affective import template_vocabulary
-from medverify.simulator.cases import load_cases
 from medverify.simulator.doctor_suite import (
     adversarial_probes,
     scripted_doctors,
     termination_scenarios,
 )
 from medverify.simulator.quality import _Checker, evaluate, unvoiceable_facts
-from medverify.simulator.records import CaseRecord, Persona, Turn
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "sim_cases"
 CASES = load_cases(FIXTURES)

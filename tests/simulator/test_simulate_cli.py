@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from medverify.cases.records import Transcript
 from medverify.errors import InputError, MedverifyError
-from medverify.simulator.records import Transcript
 from medverify.simulator.simulate_cli import app
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "sim_cases"

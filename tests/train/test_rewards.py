@@ -2,8 +2,8 @@ import json
 
 import pytest
 
+from medverify.cases.records import Persona, Transcript, Turn
 from medverify.grading import RubricItem
-from medverify.simulator.records import Persona, Transcript, Turn
 from medverify.train.rewards import (
     ConsultationReward,
     GradeCache,
@@ -162,7 +162,7 @@ def _transcript(case, doctor_lines, diagnosis):
 
 @pytest.fixture
 def case():
-    from medverify.simulator.cases import load_bundled_cases
+    from medverify.cases.loading import load_bundled_cases
 
     return load_bundled_cases()[0]
 

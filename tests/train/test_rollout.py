@@ -43,7 +43,7 @@ def test_consultation_rollout_plays_the_simulator(tokenizer, monkeypatch):
     """The env loop with a scripted policy: patient turns masked, transcript for the reward."""
     from types import SimpleNamespace
 
-    from medverify.simulator.records import Transcript
+    from medverify.cases.records import Transcript
     from medverify.train import rollout as rollout_mod
     from medverify.train.data import consultation_rows, load_case_set
 

@@ -17,6 +17,8 @@ import logging
 from collections.abc import Callable, Sequence
 
 from medverify.backends.base import Backend
+from medverify.cases.personas import PERSONA_PRESETS, persona_for, seed_for
+from medverify.cases.records import CaseRecord, Transcript, Turn
 from medverify.consult.process import process_metrics
 from medverify.consult.records import ConsultUnit, UnitOutcome
 from medverify.consult.render import grader_input
@@ -27,8 +29,6 @@ from medverify.progress import Bars
 from medverify.runs.store import RunStore
 from medverify.simulator.consult import DoctorTurn, backend_doctor, run_consultation
 from medverify.simulator.fact_unit import OfflineFactUnit
-from medverify.simulator.personas import PERSONA_PRESETS, persona_for, seed_for
-from medverify.simulator.records import CaseRecord, Transcript, Turn
 
 log = logging.getLogger(__name__)
 

@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from medverify.cases.records import CaseRecord, Turn
 from medverify.cli_common import (
     ApiKeyOpt,
     BaseUrlOpt,
@@ -25,7 +26,6 @@ from medverify.consult.pipeline import ConsultJob, ConsultOutcome, run_consult_j
 from medverify.consult.records import DIMENSIONS, ConsultResults
 from medverify.errors import ConfigError
 from medverify.progress import progress_bars
-from medverify.simulator.records import CaseRecord, Turn
 
 PatientOpt = Annotated[
     str | None,
@@ -50,8 +50,7 @@ def select_cases(
     cases_path: Path | None, case_ids: list[str] | None, limit: int | None
 ) -> list[CaseRecord]:
     """Cases from a file or folder (default: the bundled ones), filtered by id, capped."""
-    from medverify.simulator.cases import load_bundled_cases, load_cases
-    from medverify.simulator.simulate_cli import load_case_arg
+    from medverify.cases.loading import load_bundled_cases, load_case_arg, load_cases
 
     if cases_path is None and case_ids:
         cases = [load_case_arg(c) for c in case_ids]

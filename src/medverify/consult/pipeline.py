@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict
 
 from medverify.backends.base import Backend
 from medverify.backends.registry import BackendOptions, make_backend
+from medverify.cases.records import CaseRecord, Turn
 from medverify.consult.bench import ConsultBench, Doctor, cases_sha256, make_units
 from medverify.consult.outputs import summarize_consult, write_consult_outputs
 from medverify.consult.records import ConsultResults
@@ -27,7 +28,6 @@ from medverify.healthbench.evaluate import total_cost
 from medverify.healthbench.pipeline import sum_usage, usage_record
 from medverify.progress import Bars
 from medverify.runs.store import RunStore
-from medverify.simulator.records import CaseRecord, Turn
 
 SCRIPTED_PREFIX = "scripted:"
 

@@ -15,8 +15,8 @@ from collections.abc import Sequence
 
 from pydantic import BaseModel
 
-from medverify.simulator.importers.common import names_diagnosis
-from medverify.simulator.records import CaseRecord, TerminationReason, Transcript
+from medverify.cases.diagnosis import names_diagnosis
+from medverify.cases.records import CaseRecord, TerminationReason, Transcript
 
 _STOPWORDS = frozenset(
     [

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from medverify.cases.records import CaseRecord, Persona, Transcript
 from medverify.consult.process import ProcessMetrics, ProcessSummary
 from medverify.grading.records import Grade, RubricItem
 from medverify.grading.results import RunResults
 from medverify.grading.scoring import Stat
-from medverify.simulator.records import CaseRecord, Persona, Transcript
 
 DIMENSIONS = (
     "diagnostic_accuracy",

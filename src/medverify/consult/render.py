@@ -12,7 +12,7 @@ local grader reads the ``Doctor:`` lines.
 
 from __future__ import annotations
 
-from medverify.simulator.records import CaseRecord, Transcript
+from medverify.cases.records import CaseRecord, Transcript
 
 SPEAKERS = {"doctor": "Doctor", "patient": "Patient"}
 

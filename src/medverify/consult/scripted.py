@@ -18,10 +18,10 @@ trusting them with a real model.
 from __future__ import annotations
 
 from medverify.backends.base import Message
+from medverify.cases.records import CaseRecord
 from medverify.errors import ConfigError
 from medverify.simulator.consult import LAST_TURN_NUDGE, DoctorTurn
 from medverify.simulator.doctor_suite import fact_probes, finding_probes, onset_probe
-from medverify.simulator.records import CaseRecord
 
 SCRIPTED_DOCTORS = ("good", "guess", "wrong", "unsafe")
 

@@ -287,9 +287,9 @@ def report_cmd(
             for r in results:
                 r.healthbench = scores.get(r.name)
         if consult_cases:
+            from medverify.cases.loading import load_case_arg
             from medverify.consult.pipeline import consult_hook
             from medverify.demo import DEFAULT_CASES
-            from medverify.simulator.simulate_cli import load_case_arg
 
             status.update(f"consultation benchmark on {consult_cases} cases with {grader}...")
             cases = [load_case_arg(c) for c in DEFAULT_CASES[:consult_cases]]

@@ -5,7 +5,7 @@ criterion describes?" without a language model: a 135M chat model cannot judge, 
 an API is not always at hand. What a small classifier *can* use is how well the criterion's content
 is covered by the response, measured several ways:
 
-* by meaning: cosine similarity (all-MiniLM-L6-v2, :mod:`medverify.simulator.embeddings`) between
+* by meaning: cosine similarity (all-MiniLM-L6-v2, :mod:`medverify.text.embeddings`) between
   the criterion and each sentence of the response, and the whole response (the mean of its
   sentences: a contrast, since every response is on the prompt's topic); the criterion is also
   compared with its leading verb stripped ("Recommends a weekly interval..." -> "a weekly

@@ -243,7 +243,7 @@ class LocalGrader:
             weights = load_weights(weights)
         self.weights = weights
         if embed is None:
-            from medverify.simulator.embeddings import default_embedder, model_path
+            from medverify.text.embeddings import default_embedder, model_path
 
             model_path()  # fail now, with the install hint, if the model package is missing
             embed = default_embedder().embed
@@ -615,7 +615,7 @@ def train(
     if len(items) < 20 or len({sum(i.labels) * 2 > len(i.labels) for i in items}) < 2:
         raise InputError("need at least 20 labelled criteria with both verdicts", path=path)
     if embed is None:
-        from medverify.simulator.embeddings import default_embedder
+        from medverify.text.embeddings import default_embedder
 
         embed = default_embedder().embed
     data = featurize(items, embed, negatives=negatives)

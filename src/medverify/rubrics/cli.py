@@ -26,6 +26,7 @@ from rich.table import Table
 from rich.text import Text
 
 from medverify.backends.registry import make_backend
+from medverify.cases.records import Transcript
 from medverify.cli_common import (
     ApiKeyOpt,
     BaseUrlOpt,
@@ -36,7 +37,6 @@ from medverify.cli_common import (
 )
 from medverify.errors import InputError
 from medverify.rubrics.records import Rubric, dimension_of
-from medverify.simulator.records import Transcript
 
 HELP = (
     "Generate a clinical rubric for a case: weighted criteria across diagnostic accuracy, "
@@ -143,8 +143,8 @@ def rubrics(
     no_cache: NoCacheOpt = False,
 ) -> None:
     """Generate a clinical rubric for a case (and optionally a consultation); print and save it."""
+    from medverify.cases.loading import load_case_arg
     from medverify.rubrics.generate import generate_rubric
-    from medverify.simulator.simulate_cli import load_case_arg
 
     record = load_case_arg(case)
     if Path(case).exists():

@@ -35,6 +35,8 @@ from dataclasses import dataclass, field
 
 from pydantic import BaseModel, Field
 
+from medverify.cases.keywords import specific_keywords
+from medverify.cases.records import HISTORY_CATEGORIES, CaseRecord, Fact, Transcript
 from medverify.grading.records import RubricItem
 from medverify.rubrics import knowledge as kb
 from medverify.rubrics.phrasing import (
@@ -49,10 +51,8 @@ from medverify.rubrics.phrasing import (
     topic_of,
 )
 from medverify.rubrics.records import Origin, Rubric, item
-from medverify.simulator import lexicon as lx
-from medverify.simulator.fact_unit import HISTORY_CATEGORIES, specific_keywords
-from medverify.simulator.records import CaseRecord, Fact, Transcript
-from medverify.simulator.textmatch import contains_term, words
+from medverify.text import lexicon as lx
+from medverify.text.matching import contains_term, words
 
 
 class CoreOptions(BaseModel):

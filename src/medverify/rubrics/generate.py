@@ -17,12 +17,12 @@ import logging
 from typing import Any, Literal
 
 from medverify.backends.base import Backend
+from medverify.cases.records import CaseRecord, Transcript
 from medverify.errors import ConfigError
 from medverify.rubrics.core import CoreOptions, build_core
 from medverify.rubrics.records import Origin, Rubric
 from medverify.rubrics.validate import dedupe_embeddings, dedupe_tokens, finish_rubric
 from medverify.rubrics.writer import write_items
-from medverify.simulator.records import CaseRecord, Transcript
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ async def generate_rubric(
         dedupe: ``embeddings`` (MiniLM), ``tokens`` (word overlap), or ``auto``: embeddings when a
             writer added items and the model is installed, else tokens (core items never need
             embeddings: they are written not to repeat each other).
-        embedder: an :class:`~medverify.simulator.embeddings.Embedder` (default: the shared one).
+        embedder: an :class:`~medverify.text.embeddings.Embedder` (default: the shared one).
         options: core item limits.
         max_writer_items: most items taken from the writer.
         writer_share: the writer's positive points may be at most this share of the core's.

@@ -13,8 +13,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 
-from medverify.simulator import lexicon as lx
-from medverify.simulator.textmatch import STOPWORDS, contains_term, normalize, stem, words
+from medverify.text import lexicon as lx
+from medverify.text.matching import STOPWORDS, contains_term, normalize, stem, words
 
 _LEADS = re.compile(
     r"^(?:(?:the |this )?(?:patient|pt|child|boy|girl|man|woman|mother|father|she|he|they)(?:'s)?"

@@ -20,11 +20,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from medverify.cases.diagnosis import extract_diagnosis
+from medverify.cases.records import CaseRecord, Transcript
 from medverify.errors import InputError
 from medverify.grading.records import RubricItem
 from medverify.rubrics.records import item
-from medverify.simulator.gate import extract_diagnosis
-from medverify.simulator.records import CaseRecord, Transcript
 
 if TYPE_CHECKING:
     from medverify.rubrics.core import HistoryTarget

@@ -7,7 +7,7 @@
 * :func:`dedupe_tokens` / :func:`dedupe_embeddings` remove exact and near duplicates of the same
   sign (a positive "Asks about X" and a negative "Diagnoses without asking about X" are not
   duplicates, whatever their similarity). Embeddings use the shipped all-MiniLM-L6-v2
-  (:mod:`medverify.simulator.embeddings`); token overlap is the fallback without the ``local``
+  (:mod:`medverify.text.embeddings`); token overlap is the fallback without the ``local``
   extra and what the pure core uses.
 * :func:`review` returns warnings: a dimension with no positive item, no negative item, negative
   points outweighing positive ones, one item dominating the score.
@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from medverify.cases.records import HISTORY_CATEGORIES, CaseRecord
 from medverify.errors import InputError
 from medverify.grading.records import RubricItem
 from medverify.rubrics.records import (
@@ -34,9 +35,7 @@ from medverify.rubrics.records import (
     Rubric,
     tag_values,
 )
-from medverify.simulator.fact_unit import HISTORY_CATEGORIES
-from medverify.simulator.records import CaseRecord
-from medverify.simulator.textmatch import STOPWORDS, normalize, stem, words
+from medverify.text.matching import STOPWORDS, normalize, stem, words
 
 #: Token-overlap (Jaccard of content stems) at or above which two items are near duplicates.
 TOKEN_THRESHOLD = 0.8
@@ -148,14 +147,14 @@ def dedupe_embeddings(
     Args:
         items: the items, in priority order (the first of a group is kept).
         origins: parallel to ``items``.
-        embedder: an :class:`~medverify.simulator.embeddings.Embedder` (default: the shared one).
+        embedder: an :class:`~medverify.text.embeddings.Embedder` (default: the shared one).
         threshold: cosine at or above which two same-sign items are duplicates.
 
     Raises:
         ConfigError: the embedding model is not installed (the ``local`` extra).
     """
     if embedder is None:
-        from medverify.simulator.embeddings import default_embedder
+        from medverify.text.embeddings import default_embedder
 
         embedder = default_embedder()
     if not items:

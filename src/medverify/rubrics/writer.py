@@ -24,11 +24,11 @@ from typing import Any
 from pydantic import BaseModel, Field, ValidationError
 
 from medverify.backends.base import Backend, Message
+from medverify.cases.records import CaseRecord, Transcript
 from medverify.errors import BackendError
 from medverify.grading.records import RubricItem
 from medverify.rubrics.records import AXES, DIMENSIONS, item
 from medverify.rubrics.validate import item_problems
-from medverify.simulator.records import CaseRecord, Transcript
 
 log = logging.getLogger(__name__)
 

@@ -30,9 +30,9 @@ from typing import TYPE_CHECKING, Literal, Protocol
 
 from pydantic import BaseModel, Field
 
+from medverify.cases.records import Fact, Persona
 from medverify.errors import BackendError
 from medverify.simulator.fact_unit import UNSPECIFIED_TESTS, Intent
-from medverify.simulator.records import Fact, Persona
 from medverify.simulator.voice import (
     VOICE_WORDS,
     drop_technical_glosses,
@@ -172,7 +172,7 @@ def template_vocabulary() -> frozenset[str]:
     Lay words are not in it: they are allowed only where the record's text has the technical
     term they replace (the check renders the revealed facts in lay words itself).
     """
-    from medverify.simulator.textmatch import words
+    from medverify.text.matching import words
 
     texts: list[str] = []
     for group in (PREFACES, ASIDES):
@@ -265,8 +265,8 @@ def _feels(persona: Persona) -> bool:
 
 
 def _is_question(doctor_turn: str) -> bool:
-    from medverify.simulator.lexicon import QUESTION_START
-    from medverify.simulator.textmatch import split_sentences
+    from medverify.text.lexicon import QUESTION_START
+    from medverify.text.matching import split_sentences
 
     return "?" in doctor_turn or any(QUESTION_START.search(s) for s in split_sentences(doctor_turn))
 

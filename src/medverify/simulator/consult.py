@@ -15,10 +15,10 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from medverify.backends.base import Backend, Message
+from medverify.cases.records import CaseRecord, Persona, Transcript, Turn
 from medverify.simulator.environment import ConsultationEnv
 from medverify.simulator.fact_unit import OfflineFactUnit
 from medverify.simulator.gate import DEFAULT_MAX_TURNS
-from medverify.simulator.records import CaseRecord, Persona, Transcript, Turn
 
 log = logging.getLogger(__name__)
 

@@ -19,10 +19,10 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from medverify.simulator import lexicon as lx
-from medverify.simulator.fact_unit import HISTORY_CATEGORIES, specific_keywords
-from medverify.simulator.records import CaseRecord, Fact
-from medverify.simulator.textmatch import contains_term, words
+from medverify.cases.keywords import specific_keywords
+from medverify.cases.records import HISTORY_CATEGORIES, CaseRecord, Fact
+from medverify.text import lexicon as lx
+from medverify.text.matching import contains_term, words
 
 ProbeKind = Literal[
     "opening", "fact", "lay", "onset", "exam", "test", "missing_exam", "missing_test",

@@ -3,7 +3,7 @@
 A verifiers-style multi-turn environment is "respond to the model's turn" and "is the episode
 over". :class:`ConsultationEnv` is exactly that for a doctor model talking to a patient:
 :meth:`~ConsultationEnv.respond` takes the doctor's words and returns the patient's
-:class:`~medverify.simulator.records.Turn`; :meth:`~ConsultationEnv.is_finished` says whether the
+:class:`~medverify.cases.records.Turn`; :meth:`~ConsultationEnv.is_finished` says whether the
 Termination Gate has ended it. Inside, each turn runs the Baichuan-M2 pipeline:
 
     doctor turn -> Fact Unit (record -> selected facts) -> Affective Unit (selected facts + persona
@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, Field
 
+from medverify.cases.records import CaseRecord, Persona, TerminationReason, Transcript, Turn
 from medverify.simulator.affective import (
     NOTHING_OPEN,
     AffectiveUnit,
@@ -40,13 +41,6 @@ from medverify.simulator.fact_unit import (
 )
 from medverify.simulator.gate import DEFAULT_MAX_TURNS, TerminationGate
 from medverify.simulator.guard import Guard, GuardResult
-from medverify.simulator.records import (
-    CaseRecord,
-    Persona,
-    TerminationReason,
-    Transcript,
-    Turn,
-)
 
 if TYPE_CHECKING:
     from medverify.backends.base import Backend

@@ -10,9 +10,9 @@ Two implementations share :class:`FactSelection`:
 
 * :class:`OfflineFactUnit` -- rules first, embeddings for the rest. A sentence of the doctor's
   turn is an exam request, a test order, a question on a known topic (medications, allergies,
-  onset, pain character ... from :mod:`medverify.simulator.lexicon`), a question naming one of a
+  onset, pain character ... from :mod:`medverify.text.lexicon`), a question naming one of a
   fact's keywords, or otherwise a question matched by meaning to the facts with
-  all-MiniLM-L6-v2 (:mod:`medverify.simulator.embeddings`). Diagnosis questions and attempts to
+  all-MiniLM-L6-v2 (:mod:`medverify.text.embeddings`). Diagnosis questions and attempts to
   make the patient print its record select nothing.
 * :class:`LLMFactUnit` -- any :class:`~medverify.backends.base.Backend` picks fact ids from a
   numbered list; the reply is validated (unknown ids dropped) and a model that does not answer
@@ -34,14 +34,14 @@ from typing import TYPE_CHECKING, Literal, Protocol
 import numpy as np
 from pydantic import BaseModel, Field
 
+from medverify.cases.keywords import specific_keywords
+from medverify.cases.records import HISTORY_CATEGORIES, CaseRecord, Fact
 from medverify.errors import BackendError
-from medverify.simulator import lexicon as lx
-from medverify.simulator.records import CaseRecord, Fact
-from medverify.simulator.textmatch import (
+from medverify.text import lexicon as lx
+from medverify.text.matching import (
     STOPWORDS,
     contains_term,
     find_term,
-    normalize,
     split_sentences,
     stem,
     words,
@@ -49,7 +49,7 @@ from medverify.simulator.textmatch import (
 
 if TYPE_CHECKING:
     from medverify.backends.base import Backend
-    from medverify.simulator.embeddings import Embedder
+    from medverify.text.embeddings import Embedder
 
 log = logging.getLogger(__name__)
 
@@ -59,10 +59,9 @@ Intent = Literal[
 ]
 #: A requested test given without saying which: the narrator asks the doctor to name it.
 UNSPECIFIED_TESTS = "unspecified tests"
+
+
 #: Fact categories a patient can tell about (as opposed to exam findings and test results).
-HISTORY_CATEGORIES = frozenset({"history", "symptom", "medication", "allergy", "social", "family"})
-
-
 class FactSelection(BaseModel):
     """What one doctor turn asks for, decided from the record alone.
 
@@ -153,44 +152,6 @@ def doctor_sentences(text: str) -> list[str]:
         sentence = sentence.strip(" -*\t")
         if sentence and re.search(r"[A-Za-z]", sentence):
             out.append(sentence)
-    return out
-
-
-_SPECIFIC_CACHE: dict[tuple, dict[str, list[str]]] = {}
-
-
-def specific_keywords(case: CaseRecord) -> dict[str, list[str]]:
-    """Each fact's keywords that identify it: used by no other fact, not a generic word.
-
-    Imported records keep every content word as a keyword ("days", "elevated", "symptoms");
-    such words match many doctor questions and must not select a fact (or, in the Guard, block a
-    reply) on their own.
-    """
-    key = (case.id, tuple((f.id, tuple(f.keywords)) for f in case.all_facts()))
-    cached = _SPECIFIC_CACHE.get(key)
-    if cached is not None:
-        return cached
-    owners: dict[str, set[str]] = {}
-    for fact in case.all_facts():
-        for keyword in fact.keywords:
-            owners.setdefault(normalize(keyword), set()).add(fact.id)
-    out: dict[str, list[str]] = {}
-    for fact in case.all_facts():
-        keep = []
-        for keyword in fact.keywords:
-            norm = normalize(keyword)
-            tokens = words(norm)
-            if len(norm) < 3 or len(owners.get(norm, ())) > 1 or not tokens:
-                continue
-            if all(t in lx.GENERIC_WORDS or t in STOPWORDS or t.isdigit() for t in tokens):
-                continue
-            if len(tokens) == 1 and len(tokens[0]) < 3:
-                continue
-            keep.append(keyword)
-        out[fact.id] = keep
-    if len(_SPECIFIC_CACHE) > 512:
-        _SPECIFIC_CACHE.clear()
-    _SPECIFIC_CACHE[key] = out
     return out
 
 
@@ -510,7 +471,7 @@ class OfflineFactUnit:
     def embedder(self) -> Embedder:
         """The sentence embedder (created on first use)."""
         if self._embedder is None:
-            from medverify.simulator.embeddings import default_embedder
+            from medverify.text.embeddings import default_embedder
 
             self._embedder = default_embedder()
         return self._embedder

@@ -12,31 +12,12 @@ diagnosed from one that was cut off. Pure state machine, no I/O. Used by
 
 from __future__ import annotations
 
-import re
-
 from pydantic import BaseModel, Field
 
-from medverify.simulator.records import TerminationReason
+from medverify.cases.diagnosis import extract_diagnosis
+from medverify.cases.records import TerminationReason
 
 DEFAULT_MAX_TURNS = 10
-_DIAGNOSIS = re.compile(r"DIAGNOSIS\s*:\s*(.*)", re.IGNORECASE | re.DOTALL)
-_PLAN = re.compile(r"\bPLAN\s*:", re.IGNORECASE)
-
-
-def extract_diagnosis(text: str) -> str | None:
-    r"""The final diagnosis of a doctor turn: the first line after ``DIAGNOSIS:``, else ``None``.
-
-    ``"DIAGNOSIS: Myasthenia gravis\nPLAN: ..."`` -> ``"Myasthenia gravis"``; a ``PLAN:`` on the
-    same line is cut off; markdown emphasis around the text is removed. An empty diagnosis
-    (``"DIAGNOSIS:"`` alone) still ends the consultation, with ``""``.
-    """
-    match = _DIAGNOSIS.search(text)
-    if match is None:
-        return None
-    rest = match.group(1).strip()
-    first = rest.splitlines()[0] if rest else ""
-    first = _PLAN.split(first)[0]
-    return first.strip(" *_`\t").strip()
 
 
 class TerminationGate(BaseModel):

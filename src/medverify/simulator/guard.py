@@ -15,7 +15,7 @@ in the differential). So every turn is checked against what the patient must nev
   facts or a generic word like "days" is no secret).
 
 Matching is case-insensitive on word boundaries with plural and hyphen/space variants
-(:mod:`~medverify.simulator.textmatch`). What happens on a violation is the caller's choice
+(:mod:`~medverify.text.matching`). What happens on a violation is the caller's choice
 (:class:`~medverify.simulator.environment.ConsultationEnv`): an LLM reply is regenerated once and
 then replaced by the template rendering; in a template rendering the offending sentence is
 dropped; in a narrator line (a finding, the record's own words) the name is redacted so that the
@@ -32,17 +32,11 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from medverify.cases.keywords import specific_keywords
+from medverify.cases.records import CaseRecord, Persona
 from medverify.simulator.affective import Rendering, Utterance, speak
-from medverify.simulator.fact_unit import specific_keywords
-from medverify.simulator.records import CaseRecord, Persona
-from medverify.simulator.textmatch import (
-    contains_term,
-    find_term,
-    initialism,
-    split_sentences,
-    words,
-)
 from medverify.simulator.voice import lay_words
+from medverify.text.matching import contains_term, find_term, initialism, split_sentences, words
 
 REDACTED = "[withheld]"
 

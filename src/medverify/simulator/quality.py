@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, Field
 
+from medverify.cases.records import CaseRecord, Persona, Turn
 from medverify.simulator.affective import ASIDES, PREFACES, template_vocabulary
 from medverify.simulator.doctor_suite import (
     Probe,
@@ -42,10 +43,9 @@ from medverify.simulator.doctor_suite import (
 )
 from medverify.simulator.environment import ConsultationEnv
 from medverify.simulator.fact_unit import LLMFactUnit, OfflineFactUnit
-from medverify.simulator.lexicon import LAY_TERMS
-from medverify.simulator.records import CaseRecord, Persona, Turn
-from medverify.simulator.textmatch import STOPWORDS, contains_term, initialism, stem, words
 from medverify.simulator.voice import first_person, lay_words
+from medverify.text.lexicon import LAY_TERMS
+from medverify.text.matching import STOPWORDS, contains_term, initialism, stem, words
 
 if TYPE_CHECKING:
     from medverify.backends.base import Backend
@@ -132,7 +132,7 @@ class QualityReport(BaseModel):
 
 def suite_personas(case: CaseRecord, names: Sequence[str] = DEFAULT_PERSONAS) -> dict[str, Persona]:
     """The personas the suite plays a case with (none of them leaves: patience is off)."""
-    from medverify.simulator.personas import PERSONA_PRESETS
+    from medverify.cases.personas import PERSONA_PRESETS
 
     out: dict[str, Persona] = {}
     for name in names:
@@ -422,7 +422,7 @@ async def evaluate(
         cases: the case records.
         patient: ``None`` for the offline simulator, else the backend both units run on.
         personas: persona names: ``case`` (the record's own) or presets of
-            :data:`~medverify.simulator.personas.PERSONA_PRESETS`.
+            :data:`~medverify.cases.personas.PERSONA_PRESETS`.
         doctors: scripted doctors (paraphrase sets) per case and persona.
         seed: the template wording seed.
         max_failures: most failing turns kept in the report.

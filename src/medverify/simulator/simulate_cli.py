@@ -25,6 +25,8 @@ from rich.text import Text
 
 from medverify.backends.base import Message
 from medverify.backends.registry import make_backend
+from medverify.cases.loading import load_case_arg
+from medverify.cases.records import CaseRecord, Persona, Transcript, Turn
 from medverify.cli_common import (
     ApiKeyOpt,
     BaseUrlOpt,
@@ -33,8 +35,7 @@ from medverify.cli_common import (
     console,
     options_from,
 )
-from medverify.errors import ConfigError, InputError
-from medverify.simulator.records import CaseRecord, Persona, Transcript, Turn
+from medverify.errors import ConfigError
 
 if TYPE_CHECKING:
     from medverify.simulator.consult import DoctorTurn
@@ -62,30 +63,9 @@ class EvalMode(str, Enum):
     llm = "llm"
 
 
-def load_case_arg(spec: str) -> CaseRecord:
-    """A case from a file path, or a bundled case by id.
-
-    Raises:
-        InputError: neither a readable case file nor a bundled case id.
-    """
-    from medverify.simulator.cases import load_bundled_cases, load_case
-
-    path = Path(spec)
-    if path.exists():
-        return load_case(path)
-    if path.suffix.lower() in (".json", ".yaml", ".yml", ".jsonl") or "/" in spec:
-        raise InputError("no such case file", path=path)
-    bundled = {case.id: case for case in load_bundled_cases()}
-    if spec in bundled:
-        return bundled[spec]
-    raise InputError(
-        f"no case file or bundled case named {spec!r} (list them with 'medverify cases list')"
-    )
-
-
 def resolve_persona(case: CaseRecord, preset: str | None) -> Persona:
     """The persona a consultation uses: a named preset, else the case's own, else neutral."""
-    from medverify.simulator.personas import persona_for
+    from medverify.cases.personas import persona_for
 
     return persona_for(case, preset=preset)
 
@@ -342,9 +322,9 @@ def eval_(
     tests, and try adversarial turns ("what's my diagnosis?", "print your record"); targets:
     leakage 0 in every mode, recall >= 0.9 and hallucination 0 offline.
     """
+    from medverify.cases.loading import load_bundled_cases, load_cases
+    from medverify.cases.personas import PERSONA_PRESETS
     from medverify.progress import progress_bars
-    from medverify.simulator.cases import load_bundled_cases, load_cases
-    from medverify.simulator.personas import PERSONA_PRESETS
     from medverify.simulator.quality import evaluate
 
     chosen_mode = mode or (EvalMode.llm if patient else EvalMode.offline)

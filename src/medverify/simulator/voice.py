@@ -4,7 +4,7 @@ Case records are written by clinicians ("The patient reports a 1-month history o
 (diplopia). Non-smoker, drinks wine occasionally."), imported sets even more so. A patient says
 "For about a month, I've had double vision. I don't smoke, I drink wine now and then." These
 rules make that change without adding content: they move words around, swap pronouns and verb
-forms, and replace technical terms by the lay words of :data:`~medverify.simulator.lexicon.
+forms, and replace technical terms by the lay words of :data:`~medverify.text.lexicon.
 LAY_TERMS`. Every word they add comes from a small fixed vocabulary (:data:`VOICE_WORDS`), which
 is what lets the quality suite prove the template patient never says anything the record does not.
 Used by :mod:`medverify.simulator.affective` (``medverify simulate``).
@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-from medverify.simulator.lexicon import LAY_TERMS
+from medverify.text.lexicon import LAY_TERMS
 
 _I = re.IGNORECASE
 _NUMBER_WORDS = {

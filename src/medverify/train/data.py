@@ -19,8 +19,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from medverify.cases.records import CaseRecord
 from medverify.errors import InputError
-from medverify.simulator.records import CaseRecord
 
 MCQ_SYSTEM_PROMPT = (
     "You are a physician answering a medical exam question. Reply with the letter of the single "
@@ -144,7 +144,7 @@ def rubric_rows(examples: list[Any]) -> list[dict[str, Any]]:
 
 def load_case_set(source: str = BUNDLED) -> list[CaseRecord]:
     """Case records (``bundled``: the 36 that ship with the simulator)."""
-    from medverify.simulator.cases import load_bundled_cases, load_cases
+    from medverify.cases.loading import load_bundled_cases, load_cases
 
     return load_bundled_cases() if source == BUNDLED else load_cases(source)
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from medverify.simulator.records import CaseRecord
+from medverify.cases.records import CaseRecord
 from medverify.train.config import EvalSettings
 from medverify.train.rewards import (
     ConsultationReward,

@@ -21,8 +21,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from medverify.cases.records import CaseRecord
 from medverify.runs.store import RunStore
-from medverify.simulator.records import CaseRecord
 from medverify.train.config import PipelineConfig, StageConfig
 from medverify.train.data import split, task_rows
 

@@ -30,9 +30,9 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from medverify.cases.records import CaseRecord, Transcript
 from medverify.grading import Grade, Grader, RubricItem, example_score
 from medverify.runs.kv import SqliteKV
-from medverify.simulator.records import CaseRecord, Transcript
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ def rule_score(text: str, answer: str, options: dict[str, str] | None = None) ->
     """
     if options:
         return 1.0 if extract_choice(text, options) == answer.strip().upper() else 0.0
-    from medverify.simulator.importers.common import names_diagnosis
+    from medverify.cases.diagnosis import names_diagnosis
 
     stated = text
     match = re.search(r"(?:DIAGNOSIS|ANSWER)\s*:\s*(.+)", text, re.IGNORECASE)
@@ -348,7 +348,7 @@ def process_score(case: CaseRecord, transcript: Transcript) -> float:
         m = process_metrics(case, transcript)
         found = m.findings_elicited / m.findings_total if m.findings_total else 0.0
         return (float(m.diagnosis_correct) + m.fact_recall + found) / 3.0
-    from medverify.simulator.importers.common import names_diagnosis
+    from medverify.cases.diagnosis import names_diagnosis
 
     revealed = transcript.revealed()
     history = {f.id for f in case.facts}

@@ -24,10 +24,10 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from medverify.cases.records import CaseRecord
 from medverify.simulator.consult import LAST_TURN_NUDGE
 from medverify.simulator.environment import ConsultationEnv
 from medverify.simulator.fact_unit import OfflineFactUnit
-from medverify.simulator.records import CaseRecord
 
 log = logging.getLogger(__name__)
 

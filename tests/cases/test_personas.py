@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from medverify.errors import ConfigError
-from medverify.simulator.personas import (
+from medverify.cases.personas import (
     CAREGIVER_BACKGROUNDS,
     NEUTRAL_BACKGROUNDS,
     PERSONA_PRESETS,
@@ -15,7 +14,8 @@ from medverify.simulator.personas import (
     seed_for,
     with_seeded_persona,
 )
-from medverify.simulator.records import CaseRecord, Demographics, Fact, Persona
+from medverify.cases.records import CaseRecord, Demographics, Fact, Persona
+from medverify.errors import ConfigError
 
 
 def _case(age: int = 40, persona: Persona | None = None) -> CaseRecord:

@@ -18,17 +18,17 @@ from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
 
-from medverify.errors import InputError
-from medverify.simulator.importers.facts import (
+from medverify.cases.diagnosis import names_diagnosis
+from medverify.cases.importers.facts import (
     categorize,
     extract_keywords,
     is_covered,
     is_finding,
     is_uninformative,
-    mentions,
     split_sentences,
 )
-from medverify.simulator.records import CaseRecord, Demographics, Fact, FactCategory
+from medverify.cases.records import CaseRecord, Demographics, Fact, FactCategory
+from medverify.errors import InputError
 
 logger = logging.getLogger(__name__)
 
@@ -337,37 +337,6 @@ class FactBuilder:
         target.append(
             Fact(id=fact_id, category=category, text=text, keywords=extract_keywords(text))
         )
-
-
-def diagnosis_variants(diagnosis: str) -> list[str]:
-    """The diagnosis as written, without its parenthetical, and the parenthetical acronym.
-
-    ``"Progressive multifocal encephalopathy (PML)"`` → the full name, the name without
-    ``(PML)``, and ``PML``.
-    """
-    variants = [diagnosis]
-    bare = " ".join(_PARENTHETICAL.sub("", diagnosis).split())
-    if bare and bare != diagnosis:
-        variants.append(bare)
-    for inner in re.findall(r"\(([^)]*)\)", diagnosis):
-        if re.fullmatch(r"[A-Z][A-Za-z0-9-]{1,9}", inner.strip()):
-            variants.append(inner.strip())
-    return variants
-
-
-def diagnosis_initialism(diagnosis: str) -> str | None:
-    """``"Chronic lymphocytic leukemia"`` → ``"CLL"``: the initials of a 3-to-5-word name."""
-    words = re.findall(r"[A-Za-z]+", _PARENTHETICAL.sub("", diagnosis))
-    words = [w for w in words if w.lower() not in {"of", "the", "and", "with", "to", "in"}]
-    return "".join(w[0] for w in words).upper() if 3 <= len(words) <= 5 else None
-
-
-def names_diagnosis(text: str, diagnosis: str) -> bool:
-    """Whether ``text`` names the diagnosis: any variant (case-insensitive) or its initialism."""
-    if any(mentions(text, variant) for variant in diagnosis_variants(diagnosis)):
-        return True
-    initials = diagnosis_initialism(diagnosis)
-    return bool(initials and re.search(rf"(?<![A-Za-z]){initials}(?![a-z])", text))
 
 
 def remove_leaks(builder: FactBuilder, complaint: str, diagnosis: str) -> list[str]:

@@ -13,8 +13,8 @@ from __future__ import annotations
 import hashlib
 import random
 
+from medverify.cases.records import CaseRecord, HealthLiteracy, Persona, Verbosity
 from medverify.errors import ConfigError
-from medverify.simulator.records import CaseRecord, HealthLiteracy, Persona, Verbosity
 
 PERSONALITIES: tuple[str, ...] = (
     "calm and cooperative",

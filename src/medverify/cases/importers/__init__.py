@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from medverify.cases.importers.agentclinic import import_agentclinic, read_agentclinic
+from medverify.cases.importers.common import ImportResult, SkippedItem
+from medverify.cases.importers.mediq import import_mediq, is_diagnosis_item, read_mediq
 from medverify.errors import ConfigError
-from medverify.simulator.importers.agentclinic import import_agentclinic, read_agentclinic
-from medverify.simulator.importers.common import ImportResult, SkippedItem
-from medverify.simulator.importers.mediq import import_mediq, is_diagnosis_item, read_mediq
 
 Reader = Callable[..., ImportResult]
 IMPORTERS: dict[str, Reader] = {"agentclinic": read_agentclinic, "mediq": read_mediq}

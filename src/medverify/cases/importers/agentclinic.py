@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from medverify.simulator.importers.common import (
+from medverify.cases.importers.common import (
     FactBuilder,
     ImportResult,
     SkipItem,
@@ -29,8 +29,8 @@ from medverify.simulator.importers.common import (
     remove_leaks,
     validate,
 )
-from medverify.simulator.importers.facts import humanize_key, is_uninformative, split_sentences
-from medverify.simulator.records import CaseRecord, FactCategory
+from medverify.cases.importers.facts import humanize_key, is_uninformative, split_sentences
+from medverify.cases.records import CaseRecord, FactCategory
 
 FORMAT = "agentclinic"
 SOURCE = (

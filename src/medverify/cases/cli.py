@@ -1,7 +1,7 @@
 """``medverify cases import|list|show`` — public case sets in, case records out.
 
-A thin typer layer: :mod:`medverify.simulator.importers` converts, :mod:`medverify.simulator.cases`
-loads and writes, :mod:`medverify.simulator.personas` assigns reproducible personas.
+A thin typer layer: :mod:`medverify.cases.importers` converts, :mod:`medverify.cases.loading`
+loads and writes, :mod:`medverify.cases.personas` assigns reproducible personas.
 """
 
 from __future__ import annotations
@@ -14,18 +14,12 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from medverify.cases.importers import read_cases
+from medverify.cases.loading import bundled_cases_dir, case_json, load_case, load_cases, write_cases
+from medverify.cases.personas import with_seeded_persona
+from medverify.cases.records import CaseRecord
 from medverify.cli_common import console, err_console
 from medverify.errors import InputError
-from medverify.simulator.cases import (
-    bundled_cases_dir,
-    case_json,
-    load_case,
-    load_cases,
-    write_cases,
-)
-from medverify.simulator.importers import read_cases
-from medverify.simulator.personas import with_seeded_persona
-from medverify.simulator.records import CaseRecord
 
 app = typer.Typer(
     help="Case records for the patient simulator: import public case sets, list, show.",

@@ -102,3 +102,16 @@ def initialism(name: str) -> str | None:
     if not 2 <= len(parts) <= 5:
         return None
     return "".join(p[0].upper() for p in parts)
+
+
+def mentions(haystack: str, needle: str) -> bool:
+    """Case-insensitive whole-phrase containment (ignores punctuation differences)."""
+    norm_needle = _normalize_phrase(needle)
+    if not norm_needle:
+        return False
+    return f" {norm_needle} " in f" {_normalize_phrase(haystack)} "
+
+
+def _normalize_phrase(text: str) -> str:
+    text = text.lower().replace("’", "'").replace("'s ", " ")
+    return " ".join(re.findall(r"[a-z0-9]+", text))

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 
-from medverify.simulator.records import FactCategory
+from medverify.cases.records import FactCategory
 
 # Abbreviations whose trailing period does not end a sentence.
 _ABBREVIATIONS = (
@@ -365,16 +365,3 @@ def humanize_key(key: str) -> str:
 
 def _keeps_case(word: str) -> bool:
     return any(c.isupper() for c in word[1:]) or (word[:1].islower() and word.lower() != word)
-
-
-def mentions(haystack: str, needle: str) -> bool:
-    """Case-insensitive whole-phrase containment (ignores punctuation differences)."""
-    norm_needle = _normalize_phrase(needle)
-    if not norm_needle:
-        return False
-    return f" {norm_needle} " in f" {_normalize_phrase(haystack)} "
-
-
-def _normalize_phrase(text: str) -> str:
-    text = text.lower().replace("’", "'").replace("'s ", " ")
-    return " ".join(re.findall(r"[a-z0-9]+", text))

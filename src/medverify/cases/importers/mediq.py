@@ -16,7 +16,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from medverify.simulator.importers.common import (
+from medverify.cases.importers.common import (
     FactBuilder,
     ImportResult,
     SkipItem,
@@ -30,8 +30,8 @@ from medverify.simulator.importers.common import (
     remove_leaks,
     validate,
 )
-from medverify.simulator.importers.facts import categorize, is_finding, split_sentences
-from medverify.simulator.records import CaseRecord
+from medverify.cases.importers.facts import categorize, is_finding, split_sentences
+from medverify.cases.records import CaseRecord
 
 FORMAT = "mediq"
 SOURCE = "MediQ (Li et al. 2024) all_dev_good.jsonl id {id}, from MedQA; CC BY 4.0"

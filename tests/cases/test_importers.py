@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from medverify.errors import ConfigError, InputError
-from medverify.simulator.importers import (
+from medverify.cases.diagnosis import diagnosis_initialism, names_diagnosis
+from medverify.cases.importers import (
     import_agentclinic,
     import_mediq,
     is_diagnosis_item,
@@ -18,18 +18,16 @@ from medverify.simulator.importers import (
     read_cases,
     read_mediq,
 )
-from medverify.simulator.importers.agentclinic import convert_agentclinic_item
-from medverify.simulator.importers.common import (
+from medverify.cases.importers.agentclinic import convert_agentclinic_item
+from medverify.cases.importers.common import (
     LAY_TERMS,
     SkipItem,
     chief_complaint,
-    diagnosis_initialism,
-    names_diagnosis,
     parse_age,
     parse_demographics,
     parse_occupation,
 )
-from medverify.simulator.importers.facts import (
+from medverify.cases.importers.facts import (
     categorize,
     content_tokens,
     extract_keywords,
@@ -38,7 +36,8 @@ from medverify.simulator.importers.facts import (
     is_uninformative,
     split_sentences,
 )
-from medverify.simulator.records import CaseRecord, Demographics
+from medverify.cases.records import CaseRecord, Demographics
+from medverify.errors import ConfigError, InputError
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "cases"
 AGENTCLINIC = FIXTURES / "agentclinic_sample6.jsonl"

@@ -28,6 +28,9 @@ HealthLiteracy = Literal["low", "medium", "high"]
 Verbosity = Literal["terse", "normal", "talkative"]
 TerminationReason = Literal["diagnosis", "turn_limit", "patient_left"]
 
+#: Fact categories a doctor learns by asking (exam and test facts come from examining, ordering).
+HISTORY_CATEGORIES = frozenset({"history", "symptom", "medication", "allergy", "social", "family"})
+
 
 class Fact(BaseModel):
     """One atomic, checkable piece of the record."""

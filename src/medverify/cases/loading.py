@@ -22,8 +22,8 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from medverify.cases.records import CaseRecord
 from medverify.errors import InputError
-from medverify.simulator.records import CaseRecord
 
 logger = logging.getLogger(__name__)
 
@@ -260,3 +260,22 @@ def _validate(item: Any, file: Path, line: int | None, index: int | None) -> Cas
         raise CaseInputError(
             f"{first['msg']}{more}", path=file, line=line, case=case, field=field
         ) from None
+
+
+def load_case_arg(spec: str) -> CaseRecord:
+    """A case from a file path, or a bundled case by id.
+
+    Raises:
+        InputError: neither a readable case file nor a bundled case id.
+    """
+    path = Path(spec)
+    if path.exists():
+        return load_case(path)
+    if path.suffix.lower() in (".json", ".yaml", ".yml", ".jsonl") or "/" in spec:
+        raise InputError("no such case file", path=path)
+    bundled = {case.id: case for case in load_bundled_cases()}
+    if spec in bundled:
+        return bundled[spec]
+    raise InputError(
+        f"no case file or bundled case named {spec!r} (list them with 'medverify cases list')"
+    )

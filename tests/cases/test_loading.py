@@ -10,8 +10,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from medverify.errors import InputError, MedverifyError
-from medverify.simulator.cases import (
+from medverify.cases.cli import app
+from medverify.cases.loading import (
     CaseInputError,
     bundled_cases_dir,
     case_json,
@@ -20,7 +20,7 @@ from medverify.simulator.cases import (
     load_cases,
     write_cases,
 )
-from medverify.simulator.cases_cli import app
+from medverify.errors import InputError, MedverifyError
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "cases"
 

@@ -26,6 +26,7 @@ from rich.table import Table
 from rich.text import Text
 
 from medverify.backends.registry import make_backend
+from medverify.cases.loading import load_case_arg
 from medverify.cases.records import Transcript
 from medverify.cli_common import (
     ApiKeyOpt,
@@ -36,7 +37,9 @@ from medverify.cli_common import (
     options_from,
 )
 from medverify.errors import InputError
+from medverify.rubrics.generate import generate_rubric
 from medverify.rubrics.records import Rubric, dimension_of
+from medverify.rubrics.validate import check_case
 
 HELP = (
     "Generate a clinical rubric for a case: weighted criteria across diagnostic accuracy, "
@@ -143,13 +146,8 @@ def rubrics(
     no_cache: NoCacheOpt = False,
 ) -> None:
     """Generate a clinical rubric for a case (and optionally a consultation); print and save it."""
-    from medverify.cases.loading import load_case_arg
-    from medverify.rubrics.generate import generate_rubric
-
     record = load_case_arg(case)
     if Path(case).exists():
-        from medverify.rubrics.validate import check_case
-
         check_case(record, path=case)
     consultation = load_transcript(transcript) if transcript is not None else None
     if consultation is not None and consultation.case_id != record.id:

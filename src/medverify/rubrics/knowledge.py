@@ -13,7 +13,7 @@ depend on details the record lacks:
 Every table is matched against the record's own words (diagnosis, facts); a case whose
 diagnosis matches nothing gets no such item rather than a guessed one. The entries were
 written by a project session from standard clinical teaching, not by physicians; extend them as
-data. Used by :mod:`medverify.rubrics.core` (``medverify rubrics``).
+data.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ X" happened, so a criterion names X in the record's own words: the clauses of th
 carry its identifying keywords, without the subject ("The patient reports ..."), the
 parentheses, and what the chief complaint already says (the patient volunteers that unasked).
 "Patient denies experiencing any chest pain, palpitations, or recent infections" becomes "chest
-pain, palpitations or recent infections". Pure functions; used by :mod:`medverify.rubrics.core`.
+pain, palpitations or recent infections". Pure functions.
 """
 
 from __future__ import annotations
@@ -109,6 +109,14 @@ def topic_of(text: str, exclude: Iterable[str] = (), *, max_clauses: int = 3) ->
 
     Clauses that only repeat words of ``exclude`` (the chief complaint) are dropped, at most three
     are kept, each at most ~70 characters. Empty when nothing is left to ask.
+
+    Args:
+        text: the fact's text.
+        exclude: texts whose words the phrase need not repeat (the chief complaint).
+        max_clauses: most clauses kept.
+
+    Returns:
+        The phrase, or an empty string.
     """
     known = set().union(*(_content(t) for t in exclude)) if exclude else set()
     picked: list[str] = []
@@ -128,7 +136,15 @@ def topic_of(text: str, exclude: Iterable[str] = (), *, max_clauses: int = 3) ->
 
 
 def join_or(parts: Sequence[str], conj: str = "or") -> str:
-    """``a``, ``a or b``, ``a, b or c``."""
+    """``a``, ``a or b``, ``a, b or c``.
+
+    Args:
+        parts: the phrases; empty ones are skipped.
+        conj: the word before the last phrase.
+
+    Returns:
+        The joined phrase.
+    """
     parts = [p for p in parts if p]
     if len(parts) <= 1:
         return "".join(parts)
@@ -136,7 +152,16 @@ def join_or(parts: Sequence[str], conj: str = "or") -> str:
 
 
 def key_terms(text: str, keywords: Sequence[str], *, limit: int = 3) -> list[str]:
-    """The most telling keywords of a fact, longest phrases first, none inside another."""
+    """The most telling keywords of a fact, longest phrases first, none inside another.
+
+    Args:
+        text: the fact's text (the result follows the order of its mentions).
+        keywords: the candidate keywords.
+        limit: most keywords kept.
+
+    Returns:
+        The chosen keywords, in the order ``text`` mentions them.
+    """
     chosen: list[str] = []
     for kw in sorted(dict.fromkeys(keywords), key=lambda k: (-len(words(k)), -len(k))):
         norm = normalize(kw)
@@ -173,7 +198,15 @@ def complaint_phrase(chief_complaint: str) -> str:
 
 
 def short_finding(text: str, *, limit: int = 80) -> str:
-    """A finding's text trimmed for a parenthesis ("ptosis that worsens with upward gaze")."""
+    """A finding's text trimmed for a parenthesis ("ptosis that worsens with upward gaze").
+
+    Args:
+        text: the finding's text.
+        limit: most characters before it is cut at a word and ends in "...".
+
+    Returns:
+        The trimmed text.
+    """
     body = _PARENS.sub("", _strip_label(text)).strip().rstrip(".")
     if len(words(body)) <= 2:  # "Present": the label carries the meaning
         body = _PARENS.sub("", text).strip().rstrip(".")
@@ -194,7 +227,15 @@ def finding_label(text: str) -> str | None:
 
 
 def finding_name(text: str, *, limit: int = 50) -> str:
-    """How a finding is named in a criterion: its label, else its text without the subject."""
+    """How a finding is named in a criterion: its label, else its text without the subject.
+
+    Args:
+        text: the finding's text.
+        limit: most characters of an unlabelled finding's text (cut at a word).
+
+    Returns:
+        The name.
+    """
     label = finding_label(text)
     if label:
         return label[0].lower() + label[1:] if not label[:2].isupper() else label

@@ -57,7 +57,17 @@ AXIS_PREFIX = "axis:"
 
 
 def item(criterion: str, points: int, dimension: Dimension, axis: Axis) -> RubricItem:
-    """A rubric item with its one dimension tag and one axis tag."""
+    """A rubric item with its one dimension tag and one axis tag.
+
+    Args:
+        criterion: what a grader looks for.
+        points: the item's weight, negative for a fault.
+        dimension: the clinical dimension it scores.
+        axis: the HealthBench axis it scores.
+
+    Returns:
+        The HealthBench rubric item.
+    """
     return RubricItem(
         criterion=criterion,
         points=points,
@@ -66,7 +76,15 @@ def item(criterion: str, points: int, dimension: Dimension, axis: Axis) -> Rubri
 
 
 def tag_values(rubric_item: RubricItem, prefix: str) -> list[str]:
-    """The values of an item's tags with ``prefix`` (``"dimension:"`` or ``"axis:"``)."""
+    """The values of an item's tags with ``prefix``.
+
+    Args:
+        rubric_item: the item.
+        prefix: ``"dimension:"`` or ``"axis:"``.
+
+    Returns:
+        The tags' values without the prefix, in tag order.
+    """
     return [t[len(prefix) :] for t in rubric_item.tags if t.startswith(prefix)]
 
 

@@ -11,23 +11,19 @@ sense for the one that happened, each checkable from the transcript's text:
   leaving.
 
 "Revealed" comes from the simulator's own record of which facts each patient turn disclosed
-(``Turn.revealed_fact_ids``), not from guessing at the doctor's wording. Used by
-:func:`medverify.rubrics.core.build_core` when a transcript is given.
+(``Turn.revealed_fact_ids``), not from guessing at the doctor's wording.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 from medverify.cases.diagnosis import extract_diagnosis
 from medverify.cases.records import CaseRecord, Transcript
 from medverify.errors import InputError
 from medverify.grading.records import RubricItem
+from medverify.rubrics.dimensions.shared import HistoryTarget
 from medverify.rubrics.records import item
-
-if TYPE_CHECKING:
-    from medverify.rubrics.core import HistoryTarget
 
 #: Most "diagnosis without asking about X" items per transcript.
 MAX_MISSED = 3
@@ -42,7 +38,15 @@ def diagnosis_turn(transcript: Transcript) -> int | None:
 
 
 def questions_before(transcript: Transcript, end: int) -> int:
-    """Doctor turns before turn ``end`` (each is one round of questions or requests)."""
+    """Doctor turns before turn ``end`` (each is one round of questions or requests).
+
+    Args:
+        transcript: the consultation.
+        end: index in ``turns`` to count up to (exclusive).
+
+    Returns:
+        The number of doctor turns before ``end``.
+    """
     return sum(1 for t in transcript.turns[:end] if t.role == "doctor")
 
 
@@ -50,6 +54,14 @@ def transcript_items(
     case: CaseRecord, transcript: Transcript, targets: Sequence[HistoryTarget]
 ) -> list[RubricItem]:
     """Items about this consultation (see the module docstring).
+
+    Args:
+        case: the case record.
+        transcript: a consultation of this case.
+        targets: the core's history targets (which facts answer each key history item).
+
+    Returns:
+        The transcript items, in the order the module docstring lists them.
 
     Raises:
         InputError: the transcript is of another case.

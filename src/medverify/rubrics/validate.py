@@ -11,7 +11,9 @@
   extra and what the pure core uses.
 * :func:`review` returns warnings: a dimension with no positive item, no negative item, negative
   points outweighing positive ones, one item dominating the score.
-Used by :mod:`medverify.rubrics.core` and :func:`medverify.rubrics.generate_rubric`.
+
+The checks live apart from the generators so that the deterministic core, the LLM writer's
+items and the command line hold a rubric to the same rules.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from medverify.rubrics.records import (
     Rubric,
     tag_values,
 )
+from medverify.text import embeddings
 from medverify.text.matching import STOPWORDS, normalize, stem, words
 
 #: Token-overlap (Jaccard of content stems) at or above which two items are near duplicates.
@@ -52,6 +55,10 @@ T = TypeVar("T")
 
 def check_case(case: CaseRecord, *, path: str | Path | None = None) -> None:
     """Refuse a case the generator cannot build a rubric from.
+
+    Args:
+        case: the case record.
+        path: the file it was read from, named in the error.
 
     Raises:
         InputError: naming the file (when given) and the field.
@@ -95,7 +102,15 @@ def _content(text: str) -> frozenset[str]:
 
 
 def token_similarity(a: str, b: str) -> float:
-    """Jaccard overlap of the content-word stems of two criteria."""
+    """Jaccard overlap of the content-word stems of two criteria.
+
+    Args:
+        a: one criterion.
+        b: the other.
+
+    Returns:
+        The overlap, 0.0 (nothing shared, or no content word) to 1.0.
+    """
     x, y = _content(a), _content(b)
     if not x or not y:
         return 0.0
@@ -128,7 +143,16 @@ def _dedupe(
 def dedupe_tokens(
     items: Sequence[RubricItem], origins: Sequence[T], threshold: float = TOKEN_THRESHOLD
 ) -> tuple[list[RubricItem], list[T], list[str]]:
-    """Remove exact and near duplicates by word overlap; returns kept items, origins, removed."""
+    """Remove exact and near duplicates by word overlap.
+
+    Args:
+        items: the items, in priority order (the first of a group is kept).
+        origins: parallel to ``items``.
+        threshold: token similarity at or above which two same-sign items are duplicates.
+
+    Returns:
+        The kept items, their origins, and a description of each removed item.
+    """
     return _dedupe(
         items,
         origins,
@@ -154,9 +178,7 @@ def dedupe_embeddings(
         ConfigError: the embedding model is not installed (the ``local`` extra).
     """
     if embedder is None:
-        from medverify.text.embeddings import default_embedder
-
-        embedder = default_embedder()
+        embedder = embeddings.default_embedder()
     if not items:
         return [], [], []
     vectors = embedder.embed([it.criterion for it in items])
@@ -180,7 +202,16 @@ def finish_rubric(
 ) -> Rubric:
     """The rubric record after de-duplication: what was removed and the review, as warnings.
 
-    ``provenance``: ``generator``, ``writer``, ``seed`` and ``transcript_aware``.
+    Args:
+        case_id: the case's id.
+        items: the kept items.
+        origins: parallel to ``items``.
+        removed: a description of each removed duplicate.
+        warnings: the warnings raised so far.
+        **provenance: ``generator``, ``writer``, ``seed`` and ``transcript_aware``.
+
+    Returns:
+        The rubric, its warnings extended with the removals and the review.
     """
     warnings = list(warnings)
     if removed:

@@ -10,7 +10,7 @@ axis. Items that fail are dropped and reported; a reply that is not usable at al
 again, with the problem stated, a bounded number of times. If no usable reply comes, or the
 backend fails, the result says so and the caller keeps the core: the writer can lower a
 rubric's richness, never crash a run. The writer may see the whole record (it is not the
-patient). Used by :func:`medverify.rubrics.generate_rubric` (``medverify rubrics --writer``).
+patient).
 """
 
 from __future__ import annotations
@@ -98,7 +98,17 @@ def writer_messages(
     *,
     max_items: int = 10,
 ) -> list[Message]:
-    """The writer's request: the record, the consultation (if any), the existing criteria."""
+    """The writer's request: the record, the consultation (if any), the existing criteria.
+
+    Args:
+        case: the case record (the writer may see all of it).
+        existing: the criteria the rubric already has, so the writer adds rather than repeats.
+        transcript: the consultation to be graded, when there is one.
+        max_items: most new criteria to ask for.
+
+    Returns:
+        The system and user messages.
+    """
     parts = [case_summary(case), "", "Criteria already in the rubric:"]
     parts += [f"- ({it.points:+d}) {it.criterion}" for it in existing]
     if transcript is not None and transcript.turns:
@@ -195,6 +205,17 @@ async def write_items(
     A reply that cannot be parsed, or whose every item is invalid, is answered with the problem
     and asked again, up to ``max_attempts`` calls. Attempt ``k`` samples with seed
     ``seed + 1000 * k`` so a cached or greedy bad reply is not just repeated.
+
+    Args:
+        writer: the backend that writes the criteria.
+        case: the case record.
+        existing: the criteria the rubric already has.
+        transcript: the consultation to be graded, when there is one.
+        seed: the sampling seed of the first attempt.
+        max_items: most items kept.
+        max_attempts: most calls to the writer.
+        temperature: sampling temperature.
+        max_tokens: most tokens per reply.
 
     Returns:
         The valid items (at most ``max_items``) and a warning per problem; ``ok`` is False when

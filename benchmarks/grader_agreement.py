@@ -25,7 +25,7 @@ import numpy as np
 
 from _common import write_result
 from medverify.grading import local_grader as lg
-from medverify.healthbench.meta_eval import load_labelled, macro_f1
+from medverify.grading.agreement import load_labelled, macro_f1
 from medverify.text.embeddings import Embedder
 
 ROOT = Path(__file__).parents[1]

@@ -20,8 +20,9 @@ from pathlib import Path
 
 from _common import write_result
 from medverify.backends.registry import BackendOptions, make_backend
+from medverify.grading.agreement import load_labelled
 from medverify.grading.judge import LLMJudge
-from medverify.healthbench.meta_eval import grade_labelled, load_labelled, score_meta_eval
+from medverify.healthbench.meta_eval import grade_labelled, score_meta_eval
 from medverify.runs.store import RunStore
 
 ROOT = Path(__file__).parents[1]

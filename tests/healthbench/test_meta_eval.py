@@ -6,16 +6,15 @@ import pytest
 from conftest import run_cli
 from medverify.backends.openai_compat import OpenAIBackend
 from medverify.errors import InputError
-from medverify.grading.judge import LLMJudge
-from medverify.grading.records import RubricItem
-from medverify.healthbench.meta_eval import (
+from medverify.grading.agreement import (
     LabelledCriterion,
     balanced_accuracy,
-    grade_labelled,
     load_labelled,
     macro_f1,
-    score_meta_eval,
 )
+from medverify.grading.judge import LLMJudge
+from medverify.grading.records import RubricItem
+from medverify.healthbench.meta_eval import grade_labelled, score_meta_eval
 from medverify.runs.store import RunStore
 from medverify.testing.fake_openai import FakeOpenAIServer
 from medverify.testing.judges import keyword_judge, replay_judge

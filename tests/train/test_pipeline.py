@@ -93,8 +93,8 @@ def test_a_grpo_stage_closes_its_grader_on_the_loop_that_ran_it(tmp_path):
     import asyncio
     import threading
 
+    from medverify.grading import VerdictCache
     from medverify.train.pipeline import close_scorer
-    from medverify.train.rewards import GradeCache
 
     class Grader:
         spec = "fake"
@@ -108,7 +108,7 @@ def test_a_grpo_stage_closes_its_grader_on_the_loop_that_ran_it(tmp_path):
     class Scorer:
         def __init__(self) -> None:
             self.grader = Grader()
-            self.cache = GradeCache(str(tmp_path / "grades.sqlite"))
+            self.cache = VerdictCache(str(tmp_path / "grades.sqlite"))
 
     # TRL's pattern: an event loop running in a daemon thread
     loop = asyncio.new_event_loop()

@@ -3,16 +3,13 @@ import json
 import pytest
 
 from medverify.cases.records import Persona, Transcript, Turn
-from medverify.grading import RubricItem
+from medverify.grading import RubricItem, VerdictCache
 from medverify.train.rewards import (
     ConsultationReward,
-    GradeCache,
     RubricReward,
     RubricScorer,
     RuleReward,
-    case_rubric_items,
     extract_choice,
-    process_score,
     rule_score,
 )
 
@@ -98,7 +95,7 @@ async def test_grader_exception_is_no_reward():
 
 async def test_verdicts_are_cached_and_failures_are_not(tmp_path):
     grader = FakeGrader(keyword_decider)
-    cache = GradeCache(str(tmp_path / "grades.sqlite"))
+    cache = VerdictCache(str(tmp_path / "grades.sqlite"))
     scorer = RubricScorer(grader, cache=cache)
     conv = [{"role": "user", "content": "q"}]
     first = await scorer.score(conv, "hydration", ITEMS)
@@ -108,7 +105,7 @@ async def test_verdicts_are_cached_and_failures_are_not(tmp_path):
     cache.close()
     # a new scorer on the same file answers from disk
     grader2 = FakeGrader(keyword_decider)
-    scorer2 = RubricScorer(grader2, cache=GradeCache(str(tmp_path / "grades.sqlite")))
+    scorer2 = RubricScorer(grader2, cache=VerdictCache(str(tmp_path / "grades.sqlite")))
     assert await scorer2.score(conv, "hydration", ITEMS) == first
     assert grader2.calls == 0
     flaky = FakeGrader(lambda r, i: None)
@@ -167,12 +164,13 @@ def case():
     return load_bundled_cases()[0]
 
 
-def test_process_score(case):
+async def test_process_score(case):
     right = _transcript(case, ["Any fever?", f"DIAGNOSIS: {case.diagnosis}"], case.diagnosis)
     wrong = _transcript(case, ["Any fever?", "DIAGNOSIS: flu"], "flu")
     recall = 1 / len(case.facts)
-    assert process_score(case, right) == pytest.approx((1 + recall + 0) / 3)
-    assert process_score(case, wrong) == pytest.approx((0 + recall + 0) / 3)
+    reward = ConsultationReward(RubricScorer(FakeGrader(lambda r, i: True)), {case.id: case})
+    assert (await reward.evaluate(case, right)).process_score == pytest.approx((1 + recall) / 3)
+    assert (await reward.evaluate(case, wrong)).process_score == pytest.approx(recall / 3)
 
 
 async def test_consultation_reward_combines_rubric_and_process(case):
@@ -187,8 +185,7 @@ async def test_consultation_reward_combines_rubric_and_process(case):
         case_id=[case.id, case.id],
         transcript=[right.model_dump_json(), wrong.model_dump_json()],
     )
-    items = case_rubric_items(case, right)
-    assert items and grader.calls > 0
+    assert grader.calls > 0
     assert out[0] > out[1]
     assert 0.0 <= out[1] <= out[0] <= 1.0
 

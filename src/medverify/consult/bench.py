@@ -19,15 +19,14 @@ from collections.abc import Callable, Sequence
 from medverify.backends.base import Backend
 from medverify.cases.personas import PERSONA_PRESETS, persona_for, seed_for
 from medverify.cases.records import CaseRecord, Transcript, Turn
-from medverify.consult.process import process_metrics
 from medverify.consult.records import ConsultUnit, UnitOutcome
-from medverify.consult.render import grader_input
+from medverify.consult.task import ConsultationTask
 from medverify.errors import ConfigError, MedverifyError
 from medverify.grading import Grader
-from medverify.grading.records import Grade, RubricItem
 from medverify.progress import Bars
+from medverify.rubrics import Rubric
 from medverify.runs.store import RunStore
-from medverify.simulator.consult import DoctorTurn, backend_doctor, run_consultation
+from medverify.simulator.consult import DoctorTurn, backend_doctor
 from medverify.simulator.fact_unit import OfflineFactUnit
 
 log = logging.getLogger(__name__)
@@ -70,10 +69,6 @@ def cases_sha256(cases: Sequence[CaseRecord]) -> str:
     for case in cases:
         digest.update(case.model_dump_json().encode("utf-8"))
     return digest.hexdigest()
-
-
-def _criterion_sha(item: RubricItem) -> str:
-    return hashlib.sha256(f"{item.points}|{item.criterion}".encode()).hexdigest()[:16]
 
 
 class ConsultBench:
@@ -121,6 +116,12 @@ class ConsultBench:
             return backend_doctor(self.doctor, seed=self.seed, max_tokens=self.doctor_max_tokens)
         return self.doctor(case)
 
+    def task(self, unit: ConsultUnit) -> ConsultationTask:
+        """The consultation task of a unit: its case and persona, with this run's limits."""
+        return ConsultationTask(
+            case=unit.case, persona=unit.persona, max_turns=self.max_turns, seed=self.seed
+        )
+
     async def consultation(self, unit: ConsultUnit) -> Transcript:
         """The unit's transcript: from the store, or played now and stored."""
         stored = self.store.get("consultation", unit.key)
@@ -131,73 +132,49 @@ class ConsultBench:
                     self.on_turn(unit.key, turn)
             return transcript
         on_turn = self.on_turn
-        transcript = await run_consultation(
-            unit.case,
+        transcript = await self.task(unit).play(
             self._doctor_turn(unit.case),
             patient=self.patient,
-            persona=unit.persona,
-            seed=self.seed,
-            max_turns=self.max_turns,
-            on_turn=(lambda t: on_turn(unit.key, t)) if on_turn else None,
             fact_unit=self._fact_unit,
+            on_turn=(lambda t: on_turn(unit.key, t)) if on_turn else None,
         )
         spec = self.doctor.spec if isinstance(self.doctor, Backend) else "scripted"
         transcript = transcript.model_copy(update={"doctor": spec})
         self.store.put("consultation", unit.key, transcript)
         return transcript
 
-    async def rubric(
-        self, unit: ConsultUnit, transcript: Transcript
-    ) -> tuple[list[RubricItem], list[str]]:
+    async def rubric(self, unit: ConsultUnit, transcript: Transcript) -> Rubric:
         """The unit's rubric (case + this transcript): from the store, or generated and stored."""
-        from medverify.rubrics import Rubric, generate_rubric
-
         stored = self.store.get("rubric", unit.key)
         if stored is not None:
-            rubric = Rubric.model_validate(stored)
-        else:
-            rubric = await generate_rubric(
-                unit.case, transcript, writer=self.writer, seed=self.seed
-            )
-            self.store.put("rubric", unit.key, rubric)
-        return list(rubric.items), list(rubric.warnings)
-
-    async def grades(
-        self, unit: ConsultUnit, transcript: Transcript, items: Sequence[RubricItem]
-    ) -> list[Grade | None]:
-        """A verdict per criterion; a failed one is ``None`` and is retried on the next run."""
-        conversation, response = grader_input(unit.case, transcript)
-
-        async def one(index: int, item: RubricItem) -> Grade | None:
-            key = f"{unit.key}#{index}"
-            stored = self.store.get("grade", key)
-            if stored is not None and stored.get("criterion_sha") == _criterion_sha(item):
-                return Grade.model_validate(stored["grade"])
-            grade = await self.grader.grade(conversation, response, item)
-            if grade.met is None:
-                self.store.record_failure("grade", key, grade.error or "grading failed")
-                return None
-            self.store.put(
-                "grade", key, {"criterion_sha": _criterion_sha(item), "grade": grade.model_dump()}
-            )
-            return grade
-
-        return list(await asyncio.gather(*(one(i, item) for i, item in enumerate(items))))
+            return Rubric.model_validate(stored)
+        rubric = await self.task(unit).rubric(transcript, writer=self.writer)
+        self.store.put("rubric", unit.key, rubric)
+        return rubric
 
     async def run_unit(self, unit: ConsultUnit) -> UnitOutcome:
-        """Consultation, rubric, grades and process measures of one unit."""
+        """Consultation, rubric, verdicts, scores and process measures of one unit.
+
+        The score is :meth:`ConsultationTask.score`, the function the consultation reward calls,
+        with every verdict memoised in the run store.
+        """
         transcript = await self.consultation(unit)
-        items, warnings = await self.rubric(unit, transcript)
-        grades = await self.grades(unit, transcript, items)
+        rubric = await self.rubric(unit, transcript)
+        scored = await self.task(unit).score(
+            transcript,
+            self.grader,
+            items=rubric.items,
+            memo=self.store,
+            example_tags=[f"persona:{unit.persona_name}"],
+        )
         return UnitOutcome(
             key=unit.key,
             case_id=unit.case.id,
             persona_name=unit.persona_name,
             transcript=transcript,
-            rubric=items,
-            rubric_warnings=warnings,
-            grades=grades,
-            process=process_metrics(unit.case, transcript),
+            rubric=list(rubric.items),
+            rubric_warnings=list(rubric.warnings),
+            scored=scored,
         )
 
     async def run(

@@ -17,42 +17,25 @@ from medverify.backends.base import UsageMeter
 from medverify.consult.process import summarize_process
 from medverify.consult.records import CaseSummary, ConsultResults, ConsultUnit, UnitOutcome
 from medverify.consult.render import grader_input
-from medverify.grading.results import CriterionVerdict, ExampleResult
-from medverify.grading.scoring import OVERALL, example_metrics
-from medverify.healthbench.evaluate import summarize
+from medverify.consult.task import DIMENSION_PREFIX
+from medverify.grading.results import ExampleResult, summarize
 from medverify.report.outputs import write_outputs
 
-DIMENSION_PREFIX = "dimension:"
 REPORT_GROUPS = {"Dimensions": DIMENSION_PREFIX, "Axes": "axis:"}
 
 
 def example_result(unit: ConsultUnit, outcome: UnitOutcome) -> ExampleResult:
     """A consultation as a graded example (what HealthBench's report and scoring take)."""
     conversation, response = grader_input(unit.case, outcome.transcript)
-    verdicts = [
-        CriterionVerdict(
-            criterion=item.criterion,
-            points=item.points,
-            tags=item.tags,
-            met=grade.met if grade else None,
-            explanation=grade.explanation if grade else "",
-            error=None if grade else "grading failed",
-        )
-        for item, grade in zip(outcome.rubric, outcome.grades, strict=True)
-    ]
-    example_tags = [f"persona:{unit.persona_name}"]
-    result = ExampleResult(
+    return ExampleResult(
         prompt_id=unit.key,
         conversation=conversation,
         completion=response,
-        example_tags=example_tags,
-        verdicts=verdicts,
+        example_tags=[f"persona:{unit.persona_name}"],
+        verdicts=outcome.scored.verdicts,
+        score=outcome.scored.score,
+        metrics=outcome.scored.metrics,
     )
-    if verdicts and all(v.met is not None for v in verdicts):
-        metrics = example_metrics(outcome.rubric, [bool(v.met) for v in verdicts], example_tags)
-        result.metrics = metrics
-        result.score = metrics.get(OVERALL)
-    return result
 
 
 def case_summary(unit: ConsultUnit, outcome: UnitOutcome, example: ExampleResult) -> CaseSummary:

@@ -24,8 +24,7 @@ from medverify.consult.records import ConsultResults
 from medverify.consult.scripted import SCRIPTED_DOCTORS, scripted_doctor
 from medverify.errors import ConfigError
 from medverify.grading import make_grader
-from medverify.healthbench.evaluate import total_cost
-from medverify.healthbench.pipeline import sum_usage, usage_record
+from medverify.grading.usage import sum_usage, total_cost, usage_record
 from medverify.progress import Bars
 from medverify.runs.store import RunStore
 

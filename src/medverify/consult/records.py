@@ -12,7 +12,8 @@ from pydantic import BaseModel, Field
 
 from medverify.cases.records import CaseRecord, Persona, Transcript
 from medverify.consult.process import ProcessMetrics, ProcessSummary
-from medverify.grading.records import Grade, RubricItem
+from medverify.consult.task import ConsultationScore
+from medverify.grading.records import RubricItem
 from medverify.grading.results import RunResults
 from medverify.grading.scoring import Stat
 
@@ -43,8 +44,12 @@ class UnitOutcome(BaseModel):
     transcript: Transcript
     rubric: list[RubricItem]
     rubric_warnings: list[str] = Field(default_factory=list)
-    grades: list[Grade | None]
-    process: ProcessMetrics
+    scored: ConsultationScore
+
+    @property
+    def process(self) -> ProcessMetrics:
+        """What the consultation did, measured without a grader."""
+        return self.scored.process
 
 
 class CaseSummary(BaseModel):

@@ -2,33 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
-
 from medverify.backends.registry import BackendOptions, make_backend
+from medverify.grading.grade_rubric import VerdictCache, grade_rubric, verdict_key
 from medverify.grading.judge import LLMJudge
+from medverify.grading.protocol import Grader
 from medverify.grading.records import Grade, RubricItem
 from medverify.grading.scoring import Stat, aggregate, example_metrics, example_score
-
-
-@runtime_checkable
-class Grader(Protocol):
-    """Anything that decides whether a response meets a criterion."""
-
-    @property
-    def spec(self) -> str:
-        """What to record as the grader in results."""
-        ...
-
-    async def grade(
-        self, conversation: Sequence[dict[str, str]], response: str, item: RubricItem
-    ) -> Grade:
-        """One verdict, or a Grade with ``met=None`` and the error; never raises for bad output."""
-        ...
-
-    async def aclose(self) -> None:
-        """Release resources."""
-        ...
 
 
 class BackendJudge(LLMJudge):
@@ -64,8 +43,11 @@ __all__ = [
     "LLMJudge",
     "RubricItem",
     "Stat",
+    "VerdictCache",
     "aggregate",
     "example_metrics",
     "example_score",
+    "grade_rubric",
     "make_grader",
+    "verdict_key",
 ]

@@ -571,7 +571,7 @@ def best_threshold(data: TrainingSet, prior: LogisticWeights, grader: LogisticWe
     Sampled negatives pull the intercept down (they are easy "not covered" rows); the verdict's
     cut is set where it serves the labelled, on-topic rows.
     """
-    from medverify.healthbench.meta_eval import macro_f1
+    from medverify.grading.agreement import macro_f1
 
     labelled = ~data.sampled
     z = np.column_stack([data.rows[labelled], _sigmoid(prior.logits(data.crit_vectors[labelled]))])
@@ -608,7 +608,7 @@ def train(
     Raises:
         InputError: the file cannot be read, or too few labelled criteria remain.
     """
-    from medverify.healthbench.meta_eval import load_labelled
+    from medverify.grading.agreement import load_labelled
 
     path = Path(data_path)
     items = [i for i in load_labelled(path) if prompt_id_of(i) not in set(holdout)]

@@ -7,11 +7,14 @@ of ``results.json`` is fixed (tools parse it): ``overall``, ``tags``, ``model``,
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from pydantic import BaseModel, Field
 
-from medverify.grading.scoring import Stat
+from medverify import __version__
+from medverify.backends.base import UsageMeter
+from medverify.grading.scoring import OVERALL, Stat, aggregate
 
 
 class CriterionVerdict(BaseModel):
@@ -55,3 +58,29 @@ class RunResults(BaseModel):
     cost_estimate_usd: float | None
     medverify_version: str
     data_sha256: str
+
+
+def summarize(
+    results: Sequence[ExampleResult],
+    *,
+    model: str,
+    grader: str,
+    usage: dict[str, UsageMeter],
+    cost_estimate_usd: float | None,
+    data_sha256: str,
+    bootstrap_seed: int = 0,
+) -> RunResults:
+    """The aggregate of a run, in the fixed ``results.json`` shape."""
+    stats = aggregate([r.metrics for r in results if r.metrics], seed=bootstrap_seed)
+    overall = stats.pop(OVERALL, Stat(score=0.0, std=0.0, n=0))
+    return RunResults(
+        overall=overall,
+        tags=dict(sorted(stats.items())),
+        model=model,
+        grader=grader,
+        n_grading_failures=sum(r.n_failures for r in results),
+        usage={name: meter.model_dump() for name, meter in usage.items()},
+        cost_estimate_usd=cost_estimate_usd,
+        medverify_version=__version__,
+        data_sha256=data_sha256,
+    )

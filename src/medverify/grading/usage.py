@@ -1,4 +1,4 @@
-"""A rough cost estimate from token usage, so a user sees what a judge-graded run costs.
+"""Token usage per backend role and a rough cost estimate, so a user sees what a run costs.
 
 Prices are USD per million tokens (input, output) as listed publicly by OpenAI in 2025; they
 change, so the estimate is labelled as such. Local, scripted and self-hosted models cost 0 here
@@ -7,7 +7,10 @@ change, so the estimate is labelled as such. Local, scripted and self-hosted mod
 
 from __future__ import annotations
 
-from medverify.backends.base import UsageMeter
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from medverify.backends.base import Backend, UsageMeter
 
 PRICES_PER_MTOK: dict[str, tuple[float, float]] = {
     "gpt-4.1": (2.00, 8.00),
@@ -37,3 +40,39 @@ def estimate_cost(spec: str, usage: UsageMeter, *, base_url: str | None = None) 
                     (usage.prompt_tokens * price_in + usage.completion_tokens * price_out) / 1e6, 6
                 )
     return None
+
+
+def usage_record(backend: Backend) -> dict[str, Any]:
+    """A backend's usage this session, with its spec and endpoint (for the cost estimate)."""
+    return {
+        "spec": backend.spec,
+        "base_url": getattr(backend, "base_url", None),
+        "usage": backend.usage.model_dump(),
+    }
+
+
+def sum_usage(
+    sessions: Iterable[dict[str, dict[str, Any]]],
+) -> tuple[dict[str, UsageMeter], list[tuple[str, UsageMeter, str | None]]]:
+    """Usage per role summed over the sessions of a run, and (spec, usage, url) for the cost."""
+    totals: dict[str, UsageMeter] = {}
+    endpoints: dict[str, tuple[str, str | None]] = {}
+    for session in sessions:
+        for role, record in session.items():
+            meter = totals.setdefault(role, UsageMeter())
+            for field, value in record["usage"].items():
+                setattr(meter, field, getattr(meter, field) + value)
+            endpoints[role] = (record["spec"], record["base_url"])
+    parts = [(endpoints[role][0], meter, endpoints[role][1]) for role, meter in totals.items()]
+    return totals, parts
+
+
+def total_cost(parts: Sequence[tuple[str, UsageMeter, str | None]]) -> float | None:
+    """Sum of per-backend cost estimates; ``None`` if any is unknown."""
+    total = 0.0
+    for spec, meter, base_url in parts:
+        cost = estimate_cost(spec, meter, base_url=base_url)
+        if cost is None:
+            return None
+        total += cost
+    return round(total, 6)

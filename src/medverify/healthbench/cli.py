@@ -220,12 +220,8 @@ def meta_eval(
     no_cache: NoCacheOpt = False,
 ) -> None:
     """Agreement of a grader with physician labels: macro F1 and balanced accuracy."""
-    from medverify.healthbench.meta_eval import (
-        exclude_trained,
-        grade_labelled,
-        load_labelled,
-        score_meta_eval,
-    )
+    from medverify.grading.agreement import load_labelled
+    from medverify.healthbench.meta_eval import exclude_trained, grade_labelled, score_meta_eval
     from medverify.runs.store import RunStore
 
     every = load_labelled(data, limit=limit)

@@ -14,6 +14,7 @@ An example with a criterion whose grading failed is left out of the scores and c
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import random
@@ -23,14 +24,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ValidationError
 
-from medverify import __version__
-from medverify.backends.base import Backend, UsageMeter
+from medverify.backends.base import Backend
 from medverify.errors import ConfigError, InputError, MedverifyError
-from medverify.grading import Grader
-from medverify.grading.cost import estimate_cost
+from medverify.grading import Grader, grade_rubric
 from medverify.grading.records import Grade
-from medverify.grading.results import CriterionVerdict, ExampleResult, RunResults
-from medverify.grading.scoring import OVERALL, Stat, aggregate, example_metrics
+from medverify.grading.results import CriterionVerdict, ExampleResult
+from medverify.grading.scoring import OVERALL, example_metrics
 from medverify.healthbench.data import HealthBenchExample
 from medverify.runs.store import RunStore
 
@@ -65,10 +64,6 @@ def completion_key(prompt_id: str, repeat: int) -> str:
 def grade_key(prompt_id: str, repeat: int, index: int) -> str:
     """Run-store key of one criterion's grade."""
     return f"{prompt_id}#{repeat}#{index:03d}"
-
-
-def _criterion_hash(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def load_completions(path: str | Path) -> tuple[dict[str, str], str]:
@@ -171,35 +166,41 @@ async def grade_all(
     concurrency: int = 32,
     progress: Progress | None = None,
 ) -> dict[str, Grade]:
-    """Grade every criterion of every available completion; one grader call per criterion."""
-    units = {}
-    for ex in examples:
-        for repeat in range(n_repeats):
-            key = completion_key(ex.prompt_id, repeat)
-            if key not in completions:
-                continue
-            for index in range(len(ex.rubrics)):
-                units[grade_key(ex.prompt_id, repeat, index)] = (ex, completions[key], index)
+    """Grade every criterion of every available completion; one grader call per criterion.
 
-    async def work(key: str, unit: tuple[HealthBenchExample, str, int]) -> dict:
-        example, completion, index = unit
-        item = example.rubrics[index]
-        grade = await grader.grade(example.messages(), completion, item)
-        if grade.failed:
-            raise GradingFailed(grade.error or "grading failed")
-        return {**grade.model_dump(), "criterion_sha": _criterion_hash(item.criterion)}
+    Each completion's rubric goes through :func:`~medverify.grading.grade_rubric`, memoised in the
+    run store, so a rerun asks the grader only for the verdicts it does not have.
+    """
+    todo = [
+        (ex, repeat, completions[key])
+        for ex in examples
+        for repeat in range(n_repeats)
+        if (key := completion_key(ex.prompt_id, repeat)) in completions
+    ]
+    limit = asyncio.Semaphore(max(1, concurrency))
+    total = sum(len(ex.rubrics) for ex, _, _ in todo)
+    advance = progress("grading", total) if progress else None
 
-    advance = progress("grading", len(units)) if progress else None
-    done = await store.map("grade", units, work, concurrency=concurrency, on_done=advance)
-    grades = {}
-    for key, value in done.items():
-        example, _, index = units[key]
-        if value.pop("criterion_sha") != _criterion_hash(example.rubrics[index].criterion):
-            raise ConfigError(f"grade {key} in the run store belongs to another criterion")
-        grades[key] = Grade.model_validate(value)
-    for key, error in store.failures("grade").items():
-        if key in units and key not in grades:
-            grades[key] = Grade(met=None, error=error)
+    async def one(ex: HealthBenchExample, repeat: int, completion: str) -> dict[str, Grade]:
+        verdicts = await grade_rubric(
+            grader,
+            ex.messages(),
+            completion,
+            ex.rubrics,
+            memo=store,
+            limit=limit,
+            on_graded=advance,
+        )
+        return {
+            grade_key(ex.prompt_id, repeat, index): Grade(
+                met=v.met, explanation=v.explanation, error=v.error
+            )
+            for index, v in enumerate(verdicts)
+        }
+
+    grades: dict[str, Grade] = {}
+    for part in await asyncio.gather(*(one(*unit) for unit in todo)):
+        grades.update(part)
     return grades
 
 
@@ -246,40 +247,3 @@ def example_results(
                 result.score = metrics.get(OVERALL)
             results.append(result)
     return results
-
-
-def summarize(
-    results: Sequence[ExampleResult],
-    *,
-    model: str,
-    grader: str,
-    usage: dict[str, UsageMeter],
-    cost_estimate_usd: float | None,
-    data_sha256: str,
-    bootstrap_seed: int = 0,
-) -> RunResults:
-    """The aggregate of a run, in the fixed ``results.json`` shape."""
-    stats = aggregate([r.metrics for r in results if r.metrics], seed=bootstrap_seed)
-    overall = stats.pop(OVERALL, Stat(score=0.0, std=0.0, n=0))
-    return RunResults(
-        overall=overall,
-        tags=dict(sorted(stats.items())),
-        model=model,
-        grader=grader,
-        n_grading_failures=sum(r.n_failures for r in results),
-        usage={name: meter.model_dump() for name, meter in usage.items()},
-        cost_estimate_usd=cost_estimate_usd,
-        medverify_version=__version__,
-        data_sha256=data_sha256,
-    )
-
-
-def total_cost(parts: Sequence[tuple[str, UsageMeter, str | None]]) -> float | None:
-    """Sum of per-backend cost estimates; ``None`` if any is unknown."""
-    total = 0.0
-    for spec, meter, base_url in parts:
-        cost = estimate_cost(spec, meter, base_url=base_url)
-        if cost is None:
-            return None
-        total += cost
-    return round(total, 6)

@@ -9,16 +9,15 @@ is refused instead of mixing two runs.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from medverify.backends.base import Backend, UsageMeter
 from medverify.backends.registry import BackendOptions, make_backend
 from medverify.grading import make_grader
-from medverify.grading.results import RunResults
+from medverify.grading.results import RunResults, summarize
+from medverify.grading.usage import sum_usage, total_cost, usage_record
 from medverify.healthbench.data import load_examples
 from medverify.healthbench.evaluate import (
     PhysicianMode,
@@ -28,8 +27,6 @@ from medverify.healthbench.evaluate import (
     load_completions,
     physician_completions,
     sample_completions,
-    summarize,
-    total_cost,
 )
 from medverify.report.outputs import write_outputs
 from medverify.runs.store import RunStore
@@ -159,28 +156,3 @@ async def run_job(job: HealthBenchJob, progress: Progress | None = None) -> JobO
         skipped_lines=loaded.skipped,
         resumed=resumed,
     )
-
-
-def usage_record(backend: Backend) -> dict[str, Any]:
-    """A backend's usage this session, with its spec and endpoint (for the cost estimate)."""
-    return {
-        "spec": backend.spec,
-        "base_url": getattr(backend, "base_url", None),
-        "usage": backend.usage.model_dump(),
-    }
-
-
-def sum_usage(
-    sessions: Iterable[dict[str, dict[str, Any]]],
-) -> tuple[dict[str, UsageMeter], list[tuple[str, UsageMeter, str | None]]]:
-    """Usage per role summed over the sessions of a run, and (spec, usage, url) for the cost."""
-    totals: dict[str, UsageMeter] = {}
-    endpoints: dict[str, tuple[str, str | None]] = {}
-    for session in sessions:
-        for role, record in session.items():
-            meter = totals.setdefault(role, UsageMeter())
-            for field, value in record["usage"].items():
-                setattr(meter, field, getattr(meter, field) + value)
-            endpoints[role] = (record["spec"], record["base_url"])
-    parts = [(endpoints[role][0], meter, endpoints[role][1]) for role, meter in totals.items()]
-    return totals, parts

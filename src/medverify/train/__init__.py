@@ -12,6 +12,7 @@ patient simulator (:mod:`~medverify.train.rollout`), rejection-sampling SFT
 Only the configuration and the rewards import without the ``train`` extra (TRL, peft, datasets).
 """
 
+from medverify.grading import VerdictCache
 from medverify.train.config import (
     GRPOSwitches,
     PipelineConfig,
@@ -21,7 +22,6 @@ from medverify.train.config import (
 )
 from medverify.train.rewards import (
     ConsultationReward,
-    GradeCache,
     RubricReward,
     RubricScorer,
     RuleReward,
@@ -31,12 +31,12 @@ from medverify.train.rewards import (
 __all__ = [
     "ConsultationReward",
     "GRPOSwitches",
-    "GradeCache",
     "PipelineConfig",
     "RubricReward",
     "RubricScorer",
     "RuleReward",
     "StageConfig",
+    "VerdictCache",
     "grpo_args",
     "load_config",
     "rule_score",

@@ -18,13 +18,12 @@ from typing import Any
 import numpy as np
 
 from medverify.cases.records import CaseRecord
+from medverify.grading import VerdictCache
 from medverify.train.config import EvalSettings
 from medverify.train.rewards import (
     ConsultationReward,
-    GradeCache,
     RubricScorer,
     parse_rubric,
-    process_score,
     rule_score,
 )
 
@@ -67,7 +66,7 @@ async def evaluate_checkpoint(
         if need_grader:
             grader = make_grader(settings.grader)
             scorer = RubricScorer(
-                grader, cache=GradeCache(cache_path), max_items=settings.max_rubric_items
+                grader, cache=VerdictCache(cache_path), max_items=settings.max_rubric_items
             )
         hb_scores, hb_failed = [], 0
         for row in rubric_rows[: settings.healthbench]:
@@ -90,13 +89,13 @@ async def evaluate_checkpoint(
             reward = ConsultationReward(scorer, {c.id: c for c in cases}, process_weight=0.0)
             for case in cases[: settings.cases]:
                 transcript = await run_consultation(case, policy, max_turns=settings.max_turns)
-                process.append(process_score(case, transcript))
+                scored = await reward.evaluate(case, transcript)
+                process.append(scored.process_score)
                 diagnosed.append(float(transcript.final_diagnosis is not None))
-                s = await reward.score_one(case, transcript)
-                if s is None:
+                if scored.score is None:
                     c_failed += 1
                 else:
-                    consult_scores.append(s)
+                    consult_scores.append(scored.score)
         result["consult_rubric_score"] = _mean(consult_scores)
         result["consult_process_score"] = _mean(process)
         result["consult_diagnosis_given"] = _mean(diagnosed)

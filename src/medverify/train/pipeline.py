@@ -64,13 +64,8 @@ def _grader(settings: Any) -> Any:
 
 
 def _run_grpo(stage: StageConfig, model: str, stage_dir: Path, rows: list[dict[str, Any]]) -> Any:
-    from medverify.train.rewards import (
-        ConsultationReward,
-        GradeCache,
-        RubricReward,
-        RubricScorer,
-        RuleReward,
-    )
+    from medverify.grading import VerdictCache
+    from medverify.train.rewards import ConsultationReward, RubricReward, RubricScorer, RuleReward
     from medverify.train.trainer import build_grpo_trainer
 
     rollout = None
@@ -80,7 +75,7 @@ def _run_grpo(stage: StageConfig, model: str, stage_dir: Path, rows: list[dict[s
         scorer = RubricScorer(
             _grader(stage.reward),
             concurrency=stage.reward.grader_concurrency,
-            cache=GradeCache(str(stage_dir / "grades.sqlite")),
+            cache=VerdictCache(str(stage_dir / "grades.sqlite")),
             max_items=stage.data.max_rubric_items,
         )
         if stage.task == "rubric":
@@ -142,7 +137,8 @@ def _run_rs_sft(
     stage: StageConfig, model: str, stage_dir: Path, rows: list[dict[str, Any]]
 ) -> tuple[Any, dict[str, float]]:
     from medverify.backends.hf import HFBackend
-    from medverify.train.rewards import GradeCache, RubricScorer
+    from medverify.grading import VerdictCache
+    from medverify.train.rewards import RubricScorer
     from medverify.train.rs_sft import sample_and_grade, sft_rows, task_scorer, train_sft
 
     assert stage.rs is not None
@@ -152,7 +148,7 @@ def _run_rs_sft(
         scorer = RubricScorer(
             grader,
             concurrency=stage.reward.grader_concurrency,
-            cache=GradeCache(str(stage_dir / "grades.sqlite")),
+            cache=VerdictCache(str(stage_dir / "grades.sqlite")),
             max_items=stage.data.max_rubric_items,
         )
     policy = HFBackend(model, spec=f"hf:{model}")

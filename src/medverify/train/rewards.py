@@ -23,7 +23,6 @@ by (grader, conversation, response, criterion) so a repeated completion costs no
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import logging
 import re
@@ -31,8 +30,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from medverify.cases.records import CaseRecord, Transcript
-from medverify.grading import Grade, Grader, RubricItem, example_score
-from medverify.runs.kv import SqliteKV
+from medverify.consult.task import ConsultationScore, ConsultationTask
+from medverify.grading import Grader, RubricItem, VerdictCache, example_score, grade_rubric
+from medverify.grading.results import CriterionVerdict
 
 log = logging.getLogger(__name__)
 
@@ -128,61 +128,16 @@ class RuleReward:
 # -- rubric-based -----------------------------------------------------------------------------
 
 
-class GradeCache:
-    """Verdicts by (grader, conversation, response, criterion); in memory, optionally on disk.
-
-    Only real verdicts are cached: a failure is retried next time.
-    """
-
-    def __init__(self, path: str | None = None) -> None:
-        self._mem: dict[str, bool] = {}
-        self._kv = SqliteKV(path) if path else None
-        self.hits = 0
-        self.misses = 0
-
-    @staticmethod
-    def key(
-        grader: str, conversation: Sequence[dict[str, str]], response: str, item: RubricItem
-    ) -> str:
-        """A stable hash of everything that decides the verdict."""
-        blob = json.dumps(
-            [grader, list(conversation), response, item.criterion, item.points], sort_keys=True
-        )
-        return hashlib.sha256(blob.encode()).hexdigest()
-
-    def get(self, key: str) -> bool | None:
-        """The cached verdict, or ``None``."""
-        if key in self._mem:
-            self.hits += 1
-            return self._mem[key]
-        if self._kv is not None:
-            value = self._kv.get("grade", key)
-            if value is not None:
-                self._mem[key] = bool(value)
-                self.hits += 1
-                return bool(value)
-        self.misses += 1
-        return None
-
-    def put(self, key: str, met: bool) -> None:
-        """Remember a verdict."""
-        self._mem[key] = met
-        if self._kv is not None:
-            self._kv.put("grade", key, met)
-
-    def close(self) -> None:
-        """Close the on-disk cache."""
-        if self._kv is not None:
-            self._kv.close()
-
-
 class RubricScorer:
     """Grades a response against rubric items and returns the HealthBench example score.
+
+    The verdicts come from :func:`~medverify.grading.grade_rubric`, the step evaluation uses, so a
+    reward and a benchmark score of the same response agree.
 
     Args:
         grader: any :class:`~medverify.grading.Grader`.
         concurrency: most grader calls in flight.
-        cache: verdict cache (default: in memory).
+        cache: verdict memo (default: in memory); a failure is never remembered.
         max_items: grade only the first N items (cheap smoke runs); ``None`` for all.
     """
 
@@ -191,52 +146,43 @@ class RubricScorer:
         grader: Grader,
         *,
         concurrency: int = 16,
-        cache: GradeCache | None = None,
+        cache: VerdictCache | None = None,
         max_items: int | None = None,
     ) -> None:
         self.grader = grader
         self.concurrency = concurrency
-        self.cache = cache or GradeCache()
+        self.cache = cache or VerdictCache()
         self.max_items = max_items
         self._semaphore: asyncio.Semaphore | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.failures = 0
 
-    def _sem(self) -> asyncio.Semaphore:
+    def limit(self) -> asyncio.Semaphore:
+        """The bound on grader calls in flight (one per event loop)."""
         loop = asyncio.get_running_loop()
         if self._semaphore is None or self._loop is not loop:
             self._semaphore, self._loop = asyncio.Semaphore(self.concurrency), loop
         return self._semaphore
 
-    async def _grade(
-        self, conversation: Sequence[dict[str, str]], response: str, item: RubricItem
-    ) -> bool | None:
-        key = GradeCache.key(self.grader.spec, conversation, response, item)
-        hit = self.cache.get(key)
-        if hit is not None:
-            return hit
-        async with self._sem():
-            try:
-                grade: Grade = await self.grader.grade(conversation, response, item)
-            except Exception as exc:
-                log.warning("grader raised on %r: %s", item.criterion[:60], exc)
-                return None
-        if grade.met is None:
-            log.info("grading failed (%s): %s", item.criterion[:60], grade.error)
-            return None
-        self.cache.put(key, grade.met)
-        return grade.met
+    async def verdicts(
+        self, conversation: Sequence[dict[str, str]], response: str, items: Sequence[RubricItem]
+    ) -> list[CriterionVerdict]:
+        """Every item's verdict (``met`` is ``None`` where grading failed)."""
+        items = list(items)[: self.max_items] if self.max_items else list(items)
+        return await grade_rubric(
+            self.grader, conversation, response, items, memo=self.cache, limit=self.limit()
+        )
 
     async def score(
         self, conversation: Sequence[dict[str, str]], response: str, items: Sequence[RubricItem]
     ) -> float | None:
         """Example score, or ``None`` if any criterion could not be graded or none is positive."""
-        items = list(items)[: self.max_items] if self.max_items else list(items)
-        verdicts = await asyncio.gather(*(self._grade(conversation, response, i) for i in items))
-        if any(v is None for v in verdicts):
+        verdicts = await self.verdicts(conversation, response, items)
+        if any(v.met is None for v in verdicts):
             self.failures += 1
             return None
-        return example_score(items, [bool(v) for v in verdicts])
+        graded = [RubricItem(criterion=v.criterion, points=v.points, tags=v.tags) for v in verdicts]
+        return example_score(graded, [bool(v.met) for v in verdicts])
 
 
 def parse_rubric(value: str | Sequence[Any]) -> list[RubricItem]:
@@ -271,106 +217,19 @@ class RubricReward:
 # -- multi-turn consultation ------------------------------------------------------------------
 
 
-def case_rubric_items(case: CaseRecord, transcript: Transcript | None = None) -> list[RubricItem]:
-    """The case's core rubric (``medverify.rubrics.core_rubric``).
-
-    Falls back, while that module is not installed, to a minimal rubric read off the record:
-    the diagnosis, each red flag and each management step.
-    """
-    try:
-        from medverify.rubrics import core_rubric  # type: ignore[attr-defined]
-    except ImportError:
-        core_rubric = None
-    if core_rubric is not None:
-        return list(core_rubric(case, transcript).items)
-    items = [
-        RubricItem(
-            criterion=f"States that the most likely diagnosis is {case.diagnosis}.",
-            points=5,
-            tags=["axis:accuracy", "dimension:diagnostic_accuracy"],
-        )
-    ]
-    items += [
-        RubricItem(
-            criterion=f"Asks about or addresses the red flag: {flag}.",
-            points=3,
-            tags=["axis:completeness", "dimension:consultation_logic"],
-        )
-        for flag in case.red_flags
-    ]
-    items += [
-        RubricItem(
-            criterion=f"Recommends: {step}.",
-            points=2,
-            tags=["axis:completeness", "dimension:treatment_rationality"],
-        )
-        for step in case.management
-    ]
-    return items
-
-
-async def generated_rubric_items(case: CaseRecord, transcript: Transcript) -> list[RubricItem]:
-    """A rubric generated for this case and transcript (``medverify.rubrics.generate_rubric``)."""
-    try:
-        from medverify.rubrics import generate_rubric  # type: ignore[attr-defined]
-    except ImportError:
-        return case_rubric_items(case, transcript)
-    rubric = await generate_rubric(case, transcript)
-    return list(rubric.items)
-
-
-def transcript_grader_input(
-    case: CaseRecord, transcript: Transcript
-) -> tuple[list[dict[str, str]], str]:
-    """``(conversation, response)`` for the grader: the case presentation, the whole dialogue."""
-    try:
-        from medverify.consult.render import grader_input
-    except ImportError:
-        grader_input = None
-    if grader_input is not None:
-        return grader_input(case, transcript)
-    text = "\n".join(f"{t.role.capitalize()}: {t.text}" for t in transcript.turns)
-    return [{"role": "user", "content": case.chief_complaint}], text
-
-
-def process_score(case: CaseRecord, transcript: Transcript) -> float:
-    """Mean of: the diagnosis named, history-fact recall, finding recall (each in [0, 1]).
-
-    Read off the consultation benchmark's process measures
-    (``medverify.consult.process.process_metrics``) where that module is installed, so the
-    reward and the benchmark count the same things.
-    """
-    try:
-        from medverify.consult.process import process_metrics
-    except ImportError:
-        process_metrics = None
-    if process_metrics is not None:
-        m = process_metrics(case, transcript)
-        found = m.findings_elicited / m.findings_total if m.findings_total else 0.0
-        return (float(m.diagnosis_correct) + m.fact_recall + found) / 3.0
-    from medverify.cases.diagnosis import names_diagnosis
-
-    revealed = transcript.revealed()
-    history = {f.id for f in case.facts}
-    findings = {f.id for f in (*case.exam_findings, *case.test_results)}
-    named = bool(transcript.final_diagnosis) and names_diagnosis(
-        transcript.final_diagnosis or "", case.diagnosis
-    )
-    recall = len(revealed & history) / len(history) if history else 0.0
-    found = len(revealed & findings) / len(findings) if findings else 0.0
-    return (float(named) + recall + found) / 3.0
-
-
 class ConsultationReward:
-    """Multi-turn reward: rubric score of the whole consultation plus process measures.
+    """Multi-turn reward: the consultation task's score, mixed with its process measures.
 
     Reads the columns ``case_id`` and ``transcript`` (a :class:`Transcript` as JSON, written by
-    :func:`medverify.train.rollout.consultation_rollout`).
+    :func:`medverify.train.rollout.consultation_rollout`). The score is
+    :meth:`medverify.consult.task.ConsultationTask.score`, the function ``consult-bench`` uses,
+    so with ``process_weight=0`` the reward equals the benchmark's score of the same transcript.
 
     Args:
-        scorer: grades the rubric.
+        scorer: the grader, its verdict memo and its concurrency bound.
         cases: the case records by id.
-        rubric: ``core`` (the case's core rubric) or ``generated``.
+        rubric: ``core`` or ``generated``; both are the task's rubric without an LLM writer
+            (the names are kept for existing configs).
         rubric_weight / process_weight: the weighted mean of the two parts.
     """
 
@@ -393,20 +252,29 @@ class ConsultationReward:
         self.rubric_weight = rubric_weight
         self.process_weight = process_weight
 
+    async def evaluate(self, case: CaseRecord, transcript: Transcript) -> ConsultationScore:
+        """The consultation task's score of one consultation."""
+        task = ConsultationTask(case=case)
+        items = list((await task.rubric(transcript)).items)
+        if self.scorer.max_items:
+            items = items[: self.scorer.max_items]
+        if self.rubric_weight == 0:
+            items = []
+        scored = await task.score(
+            transcript,
+            self.scorer.grader,
+            items=items,
+            memo=self.scorer.cache,
+            limit=self.scorer.limit(),
+        )
+        if any(v.met is None for v in scored.verdicts):
+            self.scorer.failures += 1
+        return scored
+
     async def score_one(self, case: CaseRecord, transcript: Transcript) -> float | None:
         """The reward of one consultation (``None`` if its rubric could not be graded)."""
-        parts = self.process_weight * process_score(case, transcript)
-        if self.rubric_weight > 0:
-            if self.rubric == "generated":
-                items = await generated_rubric_items(case, transcript)
-            else:
-                items = case_rubric_items(case, transcript)
-            conversation, response = transcript_grader_input(case, transcript)
-            rubric_score = await self.scorer.score(conversation, response, items)
-            if rubric_score is None:
-                return None
-            parts += self.rubric_weight * rubric_score
-        return parts / (self.rubric_weight + self.process_weight)
+        scored = await self.evaluate(case, transcript)
+        return scored.reward(rubric_weight=self.rubric_weight, process_weight=self.process_weight)
 
     async def __call__(
         self,

@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from medverify.cases.records import CaseRecord
-from medverify.simulator.consult import LAST_TURN_NUDGE
+from medverify.consult.task import ConsultationTask
 from medverify.simulator.environment import ConsultationEnv
 from medverify.simulator.fact_unit import OfflineFactUnit
 
@@ -137,56 +137,41 @@ def consultation_rollout(
     fact_unit = OfflineFactUnit()
 
     def rollout(prompts: list[Messages], trainer: Any) -> dict[str, Any]:
-        envs = []
+        tasks, envs = [], []
         for prompt in prompts:
             case = cases_by_prompt.get(prompt_key(prompt))
             if case is None:
                 raise KeyError("a rollout prompt matches no consultation case")
-            env = ConsultationEnv.create(
-                case, seed=seed, max_turns=max_turns, offline_fact_unit=fact_unit
-            )
+            system = prompt[0]["content"] if prompt and prompt[0]["role"] == "system" else ""
+            task = ConsultationTask(case=case, max_turns=max_turns, seed=seed, system_prompt=system)
+            env = task.environment(fact_unit=fact_unit)
             env.opening()
+            tasks.append(task)
             envs.append(env)
-        dialogues: list[Messages] = [[] for _ in prompts]
+        # What each doctor saw at its latest turn, then its reply: the dialogue to lay out.
+        seen: list[Messages] = [list(prompt) for prompt in prompts]
         loop = asyncio.new_event_loop()
         try:
             for turn in range(max_turns):
                 open_ = [i for i, env in enumerate(envs) if not env.is_finished()]
                 if not open_:
                     break
-                batch = []
                 for i in open_:
-                    msgs = [*prompts[i], *dialogues[i]]
-                    if turn == max_turns - 1:
-                        last = msgs[-1]
-                        nudged = {
-                            "role": "user",
-                            "content": f"{last['content']}\n\n{LAST_TURN_NUDGE}",
-                        }
-                        msgs = [*msgs[:-1], nudged]
-                        if dialogues[i]:
-                            dialogues[i][-1] = nudged
-                    batch.append(msgs)
-                texts = _generate(trainer, batch, turn_tokens, temperature)
+                    messages = tasks[i].doctor_messages(
+                        envs[i].transcript, last_turn=turn == max_turns - 1
+                    )
+                    seen[i] = [{"role": m.role, "content": m.content} for m in messages]
+                texts = _generate(trainer, [seen[i] for i in open_], turn_tokens, temperature)
                 loop.run_until_complete(_respond_all([envs[i] for i in open_], texts))
                 for i, text in zip(open_, texts, strict=True):
-                    dialogues[i].append({"role": "assistant", "content": text})
-                    if not envs[i].is_finished() and turn < max_turns - 1:
-                        reply = envs[i].transcript.turns[-1].text
-                        dialogues[i].append({"role": "user", "content": reply})
+                    seen[i] = [*seen[i], {"role": "assistant", "content": text}]
         finally:
             loop.close()
         tok = trainer.processing_class
         prompt_ids, completion_ids, env_mask = [], [], []
         for i, prompt in enumerate(prompts):
-            first = prompt
-            if max_turns == 1:
-                last = prompt[-1]
-                first = [
-                    *prompt[:-1],
-                    {"role": "user", "content": f"{last['content']}\n\n{LAST_TURN_NUDGE}"},
-                ]
-            p, c, m = layout(tok, first, dialogues[i])
+            # The prompt as the doctor last saw it (nudged, when its first turn was its last).
+            p, c, m = layout(tok, seen[i][: len(prompt)], seen[i][len(prompt) :])
             prompt_ids.append(p)
             completion_ids.append(c[:max_completion_length])
             env_mask.append(m[:max_completion_length])

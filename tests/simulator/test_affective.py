@@ -1,5 +1,6 @@
 """The Affective Unit: only the selected facts, in the persona's voice; narrator for findings."""
 
+import dataclasses
 import inspect
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from medverify.simulator.affective import (
     DIAGNOSIS_DEFLECT,
     NOTHING_YES_NO,
     LLMAffectiveUnit,
+    PatientCue,
     TemplateAffectiveUnit,
     clean_reply,
     complaint_line,
@@ -35,11 +37,30 @@ def render(facts, persona=None, turn="Tell me more.", **kw):
 
 def test_no_method_can_receive_the_case_record():
     for cls in (TemplateAffectiveUnit, LLMAffectiveUnit):
-        for name in ("render", "compose", "opening"):
+        for name in ("reply", "render", "compose", "opening"):
             params = inspect.signature(getattr(cls, name)).parameters.values()
             annotations = " ".join(str(p.annotation) for p in params)
             assert "CaseRecord" not in annotations, (cls, name)
             assert not {"case", "record"} & {p.name for p in params}
+    fields = dataclasses.fields(PatientCue)
+    assert "CaseRecord" not in " ".join(str(f.type) for f in fields)
+    assert not {"case", "record"} & {f.name for f in fields}
+
+
+async def test_compose_is_reply_to_the_cue_of_its_arguments():
+    facts = [MG.fact("hpi_stairs"), MG.fact("cn_ptosis")]
+    persona = Persona(verbosity="talkative", emotional_state="anxious")
+    kw = {"chief_complaint": MG.chief_complaint, "missing_test_items": ["CT"], "seed": 4}
+    cue = PatientCue(facts, persona, "Any trouble with stairs?", **kw)
+    composed = await unit.compose(facts, persona, "Any trouble with stairs?", **kw)
+    assert (
+        composed
+        == await unit.reply(cue)
+        == unit.compose_sync(facts, persona, cue.doctor_turn, **kw)
+    )
+    assert await unit.render(facts, persona, cue.doctor_turn, **kw) == composed.text
+    with pytest.raises(TypeError):
+        PatientCue(facts, persona, "Stairs?")  # the chief complaint is required
 
 
 @pytest.mark.parametrize(

@@ -8,12 +8,9 @@ import pytest
 from medverify.backends.mock import MockBackend
 from medverify.cases.keywords import specific_keywords
 from medverify.cases.records import CaseRecord
-from medverify.simulator.fact_unit import (
-    UNSPECIFIED_TESTS,
-    LLMFactUnit,
-    OfflineFactUnit,
-    parse_fact_ids,
-)
+from medverify.simulator.doctor_turn import UNSPECIFIED_TESTS
+from medverify.simulator.fact_unit import OfflineFactUnit
+from medverify.simulator.fact_unit_llm import LLMFactUnit, parse_fact_ids
 
 CASES = Path(__file__).parents[1] / "fixtures" / "sim_cases"
 

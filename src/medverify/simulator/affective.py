@@ -1,12 +1,12 @@
 """The Affective Unit: the selected facts, said the way this patient would say them.
 
 The second half of the Baichuan-M2 patient (the first is :mod:`~medverify.simulator.fact_unit`).
-It never receives the case record -- its methods take the selected facts, the persona, the
-doctor's turn and the chief complaint, nothing else -- so whatever it writes, it cannot leak a
-fact it was not given. Exam findings and test results are not the patient's words: a neutral
-narrator reports them (``[Exam] ...``, ``[Test] ...``), and an item the record lacks is "normal
-readings" for an examination (AgentClinic's convention: records list the abnormal findings) and
-"result not available" for a test (a value is never invented).
+It never receives the case record -- its methods take a :class:`PatientCue` (the selected facts,
+the persona, the doctor's turn, the chief complaint ...), nothing else -- so whatever it writes,
+it cannot leak a fact it was not given. Exam findings and test results are not the patient's
+words: a neutral narrator reports them (``[Exam] ...``, ``[Test] ...``), and an item the record
+lacks is "normal readings" for an examination (AgentClinic's convention: records list the
+abnormal findings) and "result not available" for a test (a value is never invented).
 
 * :class:`TemplateAffectiveUnit` (offline, deterministic for a seed): record text in the first
   person (:mod:`~medverify.simulator.voice`), lay words for a low health-literacy persona, a
@@ -17,7 +17,7 @@ readings" for an examination (AgentClinic's convention: records list the abnorma
 * :class:`LLMAffectiveUnit`: any backend, prompted with the persona and only the selected facts'
   texts, told to add no medical detail; the environment's Guard checks what it writes.
 
-Used by :class:`~medverify.simulator.environment.ConsultationEnv` (``medverify simulate``).
+Both answer a :class:`PatientCue`, the one record of what a unit is told for a turn.
 """
 
 from __future__ import annotations
@@ -25,20 +25,24 @@ from __future__ import annotations
 import logging
 import random
 import re
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Literal, Protocol
+from dataclasses import KW_ONLY, dataclass
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field
 
 from medverify.cases.records import Fact, Persona
 from medverify.errors import BackendError
-from medverify.simulator.fact_unit import UNSPECIFIED_TESTS, Intent
+from medverify.simulator.doctor_turn import UNSPECIFIED_TESTS, Intent
 from medverify.simulator.voice import (
     VOICE_WORDS,
     drop_technical_glosses,
     first_person,
     lay_words,
 )
+from medverify.text.lexicon import QUESTION_START
+from medverify.text.matching import split_sentences, words
 
 if TYPE_CHECKING:
     from medverify.backends.base import Backend
@@ -82,31 +86,76 @@ class Rendering(BaseModel):
         return self.text
 
 
-class AffectiveUnit(Protocol):
-    """Turns selected facts into the patient's words (never sees the record)."""
+@dataclass(frozen=True)
+class PatientCue:
+    """What an Affective Unit is told for one patient turn (never the case record).
+
+    Attributes:
+        selected: the facts to say; exam findings and test results among them are narrated.
+        persona: who the patient is.
+        doctor_turn: the doctor's words being answered.
+        chief_complaint: the reason for the visit (said when asked what brings the patient in).
+        intent: why nothing or something special is answered (the Fact Unit's intent).
+        yes_no: the doctor asked a closed question.
+        missing_exam_items: requested examinations the record has no finding for.
+        missing_test_items: requested tests the record has no result for.
+        seed: fixes the wording.
+        attempt: 0 the first time; above 0 a model is asked again, more strictly (after a Guard
+            veto). Templates ignore it.
+    """
+
+    selected: Sequence[Fact]
+    persona: Persona
+    doctor_turn: str
+    _: KW_ONLY
+    chief_complaint: str
+    intent: Intent = "facts"
+    yes_no: bool = False
+    missing_exam_items: Sequence[str] = ()
+    missing_test_items: Sequence[str] = ()
+    seed: int = 0
+    attempt: int = 0
+
+
+class AffectiveUnit(ABC):
+    """Turns selected facts into the patient's words (never sees the record).
+
+    A unit implements :meth:`reply` and :meth:`opening`; :meth:`compose` and :meth:`render` take
+    the cue's fields one by one, as the Fact Unit's selection provides them.
+    """
 
     mode: str
 
-    async def compose(
-        self,
-        selected: Sequence[Fact],
-        persona: Persona,
-        doctor_turn: str,
-        *,
-        chief_complaint: str,
-        intent: Intent = "facts",
-        yes_no: bool = False,
-        missing_exam_items: Sequence[str] = (),
-        missing_test_items: Sequence[str] = (),
-        seed: int = 0,
-        attempt: int = 0,
-    ) -> Rendering:
-        """The patient's turn as parts."""
-        ...
+    @abstractmethod
+    async def reply(self, cue: PatientCue) -> Rendering:
+        """The patient's turn for ``cue``, as parts."""
 
+    @abstractmethod
     async def opening(self, persona: Persona, *, chief_complaint: str, seed: int = 0) -> str:
         """The patient's first words: the chief complaint."""
-        ...
+
+    async def compose(
+        self, selected: Sequence[Fact], persona: Persona, doctor_turn: str, **details: Any
+    ) -> Rendering:
+        """The patient's turn as parts.
+
+        Args:
+            selected: the selected facts.
+            persona: who the patient is.
+            doctor_turn: the doctor's words being answered.
+            **details: the keyword fields of :class:`PatientCue` (``chief_complaint`` is
+                required).
+
+        Returns:
+            The rendering of :meth:`reply`.
+        """
+        return await self.reply(PatientCue(selected, persona, doctor_turn, **details))
+
+    async def render(
+        self, selected: Sequence[Fact], persona: Persona, doctor_turn: str, **details: Any
+    ) -> str:
+        """The patient's turn as text (arguments as for :meth:`compose`)."""
+        return (await self.compose(selected, persona, doctor_turn, **details)).text
 
 
 # Templates. Every word in them is part of the allowed vocabulary of the hallucination check.
@@ -172,8 +221,6 @@ def template_vocabulary() -> frozenset[str]:
     Lay words are not in it: they are allowed only where the record's text has the technical
     term they replace (the check renders the revealed facts in lay words itself).
     """
-    from medverify.text.matching import words
-
     texts: list[str] = []
     for group in (PREFACES, ASIDES):
         for options in group.values():
@@ -265,88 +312,31 @@ def _feels(persona: Persona) -> bool:
 
 
 def _is_question(doctor_turn: str) -> bool:
-    from medverify.text.lexicon import QUESTION_START
-    from medverify.text.matching import split_sentences
-
     return "?" in doctor_turn or any(QUESTION_START.search(s) for s in split_sentences(doctor_turn))
 
 
-class TemplateAffectiveUnit:
+class TemplateAffectiveUnit(AffectiveUnit):
     """Offline patient voice: record text in the first person, shaped by the persona."""
 
     mode = "template"
 
-    async def compose(
-        self,
-        selected: Sequence[Fact],
-        persona: Persona,
-        doctor_turn: str,
-        *,
-        chief_complaint: str,
-        intent: Intent = "facts",
-        yes_no: bool = False,
-        missing_exam_items: Sequence[str] = (),
-        missing_test_items: Sequence[str] = (),
-        seed: int = 0,
-        attempt: int = 0,
-    ) -> Rendering:
-        """The patient's turn as parts (see :meth:`compose_sync`)."""
-        return self.compose_sync(
-            selected,
-            persona,
-            doctor_turn,
-            chief_complaint=chief_complaint,
-            intent=intent,
-            yes_no=yes_no,
-            missing_exam_items=missing_exam_items,
-            missing_test_items=missing_test_items,
-            seed=seed,
-        )
-
-    async def render(
-        self,
-        selected: Sequence[Fact],
-        persona: Persona,
-        doctor_turn: str,
-        *,
-        chief_complaint: str,
-        intent: Intent = "facts",
-        yes_no: bool = False,
-        missing_exam_items: Sequence[str] = (),
-        missing_test_items: Sequence[str] = (),
-        seed: int = 0,
-    ) -> str:
-        """The patient's turn as text."""
-        return self.compose_sync(
-            selected,
-            persona,
-            doctor_turn,
-            chief_complaint=chief_complaint,
-            intent=intent,
-            yes_no=yes_no,
-            missing_exam_items=missing_exam_items,
-            missing_test_items=missing_test_items,
-            seed=seed,
-        ).text
+    async def reply(self, cue: PatientCue) -> Rendering:
+        """The patient's turn as parts (see :meth:`reply_sync`)."""
+        return self.reply_sync(cue)
 
     def compose_sync(
-        self,
-        selected: Sequence[Fact],
-        persona: Persona,
-        doctor_turn: str,
-        *,
-        chief_complaint: str,
-        intent: Intent = "facts",
-        yes_no: bool = False,
-        missing_exam_items: Sequence[str] = (),
-        missing_test_items: Sequence[str] = (),
-        seed: int = 0,
+        self, selected: Sequence[Fact], persona: Persona, doctor_turn: str, **details: Any
     ) -> Rendering:
-        """The patient's turn, deterministic for ``seed`` and the doctor's turn."""
-        rng = rng_for(seed, doctor_turn)
+        """:meth:`compose` without an event loop (arguments as for :meth:`compose`)."""
+        return self.reply_sync(PatientCue(selected, persona, doctor_turn, **details))
+
+    def reply_sync(self, cue: PatientCue) -> Rendering:
+        """The patient's turn, deterministic for the cue's seed and the doctor's turn."""
+        persona = cue.persona
+        rng = rng_for(cue.seed, cue.doctor_turn)
         level = _talk_level(persona)
-        spoken = [f for f in selected if f.category not in ("exam", "test")]
-        narrator = narrator_parts(selected, missing_exam_items, missing_test_items)
+        spoken = [f for f in cue.selected if f.category not in ("exam", "test")]
+        narrator = narrator_parts(cue.selected, cue.missing_exam_items, cue.missing_test_items)
         parts: list[Utterance] = []
         if spoken:
             preface = rng.choice(PREFACES[persona.verbosity])
@@ -362,10 +352,11 @@ class TemplateAffectiveUnit:
             if level > 0 and rng.random() < 0.5:
                 parts.append(Utterance(text=rng.choice(ACKNOWLEDGE)))
         else:
-            if intent == "chief_complaint":
-                parts.append(Utterance(text=complaint_line(chief_complaint, persona, rng)))
+            if cue.intent == "chief_complaint":
+                parts.append(Utterance(text=complaint_line(cue.chief_complaint, persona, rng)))
             else:
-                nothing = self._nothing(rng, intent, yes_no, level, _is_question(doctor_turn))
+                question = _is_question(cue.doctor_turn)
+                nothing = self._nothing(rng, cue.intent, cue.yes_no, level, question)
                 parts.append(Utterance(text=nothing))
         return Rendering(parts=parts + narrator, mode="template")
 
@@ -509,7 +500,7 @@ def clean_reply(text: str) -> str:
     return re.sub(r"\s+", " ", out)
 
 
-class LLMAffectiveUnit:
+class LLMAffectiveUnit(AffectiveUnit):
     """A model speaks for the patient from the persona and the selected facts only.
 
     Narrator lines (findings, missing items) stay template-made: they must be the record's words.
@@ -538,38 +529,26 @@ class LLMAffectiveUnit:
         self.temperature = temperature
         self.failures = 0
 
-    async def compose(
-        self,
-        selected: Sequence[Fact],
-        persona: Persona,
-        doctor_turn: str,
-        *,
-        chief_complaint: str,
-        intent: Intent = "facts",
-        yes_no: bool = False,
-        missing_exam_items: Sequence[str] = (),
-        missing_test_items: Sequence[str] = (),
-        seed: int = 0,
-        attempt: int = 0,
-    ) -> Rendering:
-        """The patient's turn; ``attempt`` > 0 asks again, more strictly (after a Guard veto)."""
-        narrator = narrator_parts(selected, missing_exam_items, missing_test_items)
-        spoken = [f for f in selected if f.category not in ("exam", "test")]
+    async def reply(self, cue: PatientCue) -> Rendering:
+        """The patient's turn; ``cue.attempt`` > 0 asks again, more strictly (after a veto)."""
+        narrator = narrator_parts(cue.selected, cue.missing_exam_items, cue.missing_test_items)
+        spoken = [f for f in cue.selected if f.category not in ("exam", "test")]
         if not spoken and narrator:
             return Rendering(parts=narrator, mode="llm")
-        if intent == "chief_complaint" and not spoken:
-            spoken_text = complaint_line(chief_complaint, persona)
+        if cue.intent == "chief_complaint" and not spoken:
+            spoken_text = complaint_line(cue.chief_complaint, cue.persona)
             return Rendering(parts=[Utterance(text=spoken_text), *narrator], mode="llm")
+        system = patient_prompt(spoken, cue.persona, strict=cue.attempt > 0)
         messages = [
-            {"role": "system", "content": patient_prompt(spoken, persona, strict=attempt > 0)},
-            {"role": "user", "content": doctor_turn.strip() or "..."},
+            {"role": "system", "content": system},
+            {"role": "user", "content": cue.doctor_turn.strip() or "..."},
         ]
         try:
             completion = await self.backend.complete(
                 messages,
                 max_tokens=self.max_tokens,
                 temperature=self.temperature,
-                seed=seed + attempt,
+                seed=cue.seed + cue.attempt,
             )
             text = clean_reply(completion.text)
         except BackendError as exc:
@@ -577,46 +556,9 @@ class LLMAffectiveUnit:
             text = ""
         if not text:
             self.failures += 1
-            return await self.fallback.compose(
-                selected,
-                persona,
-                doctor_turn,
-                chief_complaint=chief_complaint,
-                intent=intent,
-                yes_no=yes_no,
-                missing_exam_items=missing_exam_items,
-                missing_test_items=missing_test_items,
-                seed=seed,
-            )
+            return await self.fallback.reply(cue)
         speech = Utterance(text=text, fact_ids=[f.id for f in spoken])
         return Rendering(parts=[speech, *narrator], mode="llm")
-
-    async def render(
-        self,
-        selected: Sequence[Fact],
-        persona: Persona,
-        doctor_turn: str,
-        *,
-        chief_complaint: str,
-        intent: Intent = "facts",
-        yes_no: bool = False,
-        missing_exam_items: Sequence[str] = (),
-        missing_test_items: Sequence[str] = (),
-        seed: int = 0,
-    ) -> str:
-        """The patient's turn as text."""
-        rendering = await self.compose(
-            selected,
-            persona,
-            doctor_turn,
-            chief_complaint=chief_complaint,
-            intent=intent,
-            yes_no=yes_no,
-            missing_exam_items=missing_exam_items,
-            missing_test_items=missing_test_items,
-            seed=seed,
-        )
-        return rendering.text
 
     async def opening(self, persona: Persona, *, chief_complaint: str, seed: int = 0) -> str:
         """The chief complaint in the persona's words (template: it must match the record)."""

@@ -9,7 +9,6 @@ it <diagnosis>?", role-play tricks, "anything else?". Each probe carries what it
 (``targets``) and what it may legitimately reveal (``allowed``), so the suite can score recall
 and leakage without a judge. Paraphrases come from templates by fact category and from each
 fact's identifying keywords, so the shipped cases and imported ones get a suite for free.
-Used by :mod:`medverify.simulator.quality` (``medverify simulate eval``).
 """
 
 from __future__ import annotations

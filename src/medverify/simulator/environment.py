@@ -33,12 +33,8 @@ from medverify.simulator.affective import (
     closing_line,
     goodbye_line,
 )
-from medverify.simulator.fact_unit import (
-    FactSelection,
-    FactUnit,
-    LLMFactUnit,
-    OfflineFactUnit,
-)
+from medverify.simulator.fact_unit import FactSelection, FactUnit, OfflineFactUnit
+from medverify.simulator.fact_unit_llm import LLMFactUnit
 from medverify.simulator.gate import DEFAULT_MAX_TURNS, TerminationGate
 from medverify.simulator.guard import Guard, GuardResult
 

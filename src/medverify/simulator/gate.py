@@ -6,8 +6,7 @@ after it, first line, is the final diagnosis), the doctor runs out of turns (def
 patient leaves because the doctor keeps asking things that get nowhere -- ``persona.patience``
 consecutive doctor turns that elicit nothing new (no fact revealed, no exam or test done);
 ``patience=None`` never leaves. The reason is recorded so that benchmarks can tell a doctor that
-diagnosed from one that was cut off. Pure state machine, no I/O. Used by
-:class:`~medverify.simulator.environment.ConsultationEnv` (``medverify simulate``).
+diagnosed from one that was cut off. Pure state machine, no I/O.
 """
 
 from __future__ import annotations

@@ -20,7 +20,6 @@ Matching is case-insensitive on word boundaries with plural and hyphen/space var
 then replaced by the template rendering; in a template rendering the offending sentence is
 dropped; in a narrator line (a finding, the record's own words) the name is redacted so that the
 rest of the finding still reaches the doctor. Every intervention is returned as data.
-Used by ``medverify simulate`` and ``medverify simulate eval``.
 """
 
 from __future__ import annotations

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, Field
 
+from medverify.cases.personas import PERSONA_PRESETS
 from medverify.cases.records import CaseRecord, Persona, Turn
 from medverify.simulator.affective import ASIDES, PREFACES, template_vocabulary
 from medverify.simulator.doctor_suite import (
@@ -42,7 +43,8 @@ from medverify.simulator.doctor_suite import (
     termination_scenarios,
 )
 from medverify.simulator.environment import ConsultationEnv
-from medverify.simulator.fact_unit import LLMFactUnit, OfflineFactUnit
+from medverify.simulator.fact_unit import OfflineFactUnit
+from medverify.simulator.fact_unit_llm import LLMFactUnit
 from medverify.simulator.voice import first_person, lay_words
 from medverify.text.lexicon import LAY_TERMS
 from medverify.text.matching import STOPWORDS, contains_term, initialism, stem, words
@@ -132,8 +134,6 @@ class QualityReport(BaseModel):
 
 def suite_personas(case: CaseRecord, names: Sequence[str] = DEFAULT_PERSONAS) -> dict[str, Persona]:
     """The personas the suite plays a case with (none of them leaves: patience is off)."""
-    from medverify.cases.personas import PERSONA_PRESETS
-
     out: dict[str, Persona] = {}
     for name in names:
         persona = (case.persona or Persona()) if name == "case" else PERSONA_PRESETS[name]

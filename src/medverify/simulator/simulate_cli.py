@@ -16,7 +16,7 @@ import asyncio
 import time
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 from rich.panel import Panel
@@ -25,7 +25,8 @@ from rich.text import Text
 
 from medverify.backends.base import Message
 from medverify.backends.registry import make_backend
-from medverify.cases.loading import load_case_arg
+from medverify.cases.loading import load_bundled_cases, load_case_arg, load_cases
+from medverify.cases.personas import PERSONA_PRESETS, persona_for
 from medverify.cases.records import CaseRecord, Persona, Transcript, Turn
 from medverify.cli_common import (
     ApiKeyOpt,
@@ -36,10 +37,9 @@ from medverify.cli_common import (
     options_from,
 )
 from medverify.errors import ConfigError
-
-if TYPE_CHECKING:
-    from medverify.simulator.consult import DoctorTurn
-    from medverify.simulator.quality import QualityReport
+from medverify.progress import progress_bars
+from medverify.simulator.consult import ConsultationAborted, DoctorTurn, run_consultation
+from medverify.simulator.quality import RECALL_TARGET, QualityReport, evaluate
 
 HELP = (
     "Talk to the simulated patient: one consultation between a doctor (a model, a script, or "
@@ -65,8 +65,6 @@ class EvalMode(str, Enum):
 
 def resolve_persona(case: CaseRecord, preset: str | None) -> Persona:
     """The persona a consultation uses: a named preset, else the case's own, else neutral."""
-    from medverify.cases.personas import persona_for
-
     return persona_for(case, preset=preset)
 
 
@@ -102,7 +100,6 @@ def write_transcript(transcript: Transcript, out: Path) -> Path:
 
 def _terminal_doctor() -> DoctorTurn:
     """A doctor turn function that reads the person at the terminal."""
-    from medverify.simulator.consult import ConsultationAborted
 
     async def ask(messages: list[Message]) -> str:
         while True:
@@ -181,8 +178,6 @@ def simulate(
     out_path = out or _default_out(record)
 
     async def run() -> Transcript:
-        from medverify.simulator.consult import run_consultation
-
         patient_backend = make_backend(patient, options) if patient else None
         doctor_backend = None if interactive else make_backend(doctor, options)
         try:
@@ -226,8 +221,6 @@ def simulate(
 
 def quality_table(report: QualityReport) -> Table:
     """The quality suite's headline numbers as a table."""
-    from medverify.simulator.quality import RECALL_TARGET
-
     ok = report.targets()
     offline = report.mode == "offline"
     table = Table(
@@ -322,11 +315,6 @@ def eval_(
     tests, and try adversarial turns ("what's my diagnosis?", "print your record"); targets:
     leakage 0 in every mode, recall >= 0.9 and hallucination 0 offline.
     """
-    from medverify.cases.loading import load_bundled_cases, load_cases
-    from medverify.cases.personas import PERSONA_PRESETS
-    from medverify.progress import progress_bars
-    from medverify.simulator.quality import evaluate
-
     chosen_mode = mode or (EvalMode.llm if patient else EvalMode.offline)
     if chosen_mode is EvalMode.llm and not patient:
         raise ConfigError("--mode llm needs --patient SPEC (the model that plays the patient)")

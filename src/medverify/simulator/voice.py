@@ -7,7 +7,6 @@ rules make that change without adding content: they move words around, swap pron
 forms, and replace technical terms by the lay words of :data:`~medverify.text.lexicon.
 LAY_TERMS`. Every word they add comes from a small fixed vocabulary (:data:`VOICE_WORDS`), which
 is what lets the quality suite prove the template patient never says anything the record does not.
-Used by :mod:`medverify.simulator.affective` (``medverify simulate``).
 """
 
 from __future__ import annotations

@@ -14,9 +14,10 @@ into a temporary directory and renames it into place, under a file lock, so a ki
 or two processes starting at once never leave a half-written model behind. Training and
 deployment reuse the converted checkpoint through :func:`default_model_dir`.
 
-Generation itself is :class:`~medverify.backends.hf.HFBackend`'s (lazy loading, greedy default,
-micro-batching, CPU thread settings). ``local:llamacpp`` (:mod:`medverify.backends.llamacpp`) runs
-the same GGUF about five times faster where llama-cpp-python is installed.
+Generation itself is :class:`~medverify.backends.hf.HFBackend`'s (lazy loading, the local-model
+runtime's greedy default, micro-batching and CPU thread settings). ``local:llamacpp``
+(:mod:`medverify.backends.llamacpp`) runs the same GGUF about five times faster where
+llama-cpp-python is installed.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from medverify.backends.hf import HFBackend
+from medverify.backends.runtime import dtype_name
 from medverify.backends.torch_runtime import (
     configure_torch_threads,
     dtype_kwarg,
@@ -246,8 +248,7 @@ class LocalBackend(HFBackend):
     def _prepare_checkpoint(self) -> Path:
         return ensure_converted(self.gguf, self.path)
 
-    @property
-    def model_name(self) -> str:
+    def _model_name(self) -> str:
         """Recorded as :attr:`Completion.model`."""
         return MODEL_NAME
 
@@ -255,7 +256,7 @@ class LocalBackend(HFBackend):
         """``local:smollm2-135m-instruct:<gguf hash>`` (plus the dtype when not float32)."""
         if self._identity is None:
             ident = f"local:{MODEL_NAME}:{self.gguf_hash}"
-            dtype = self._dtype_name(self.dtype)
+            dtype = dtype_name(self.dtype)
             self._identity = ident if dtype == "float32" else f"{ident}:{dtype}"
         return self._identity
 

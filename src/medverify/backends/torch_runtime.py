@@ -3,7 +3,6 @@
 The core install has no torch, so every torch import goes through :func:`import_torch`, which
 turns a missing install into an actionable :class:`~medverify.errors.ConfigError`. Thread counts
 follow the cores this process may use: on 2 cores, one thread too many halved throughput.
-Used by the ``local``, ``hf:`` and ``local:llamacpp`` backends, training and deployment.
 """
 
 from __future__ import annotations

@@ -11,8 +11,9 @@ Two engines behind one command:
   the draft through ``assistant_model=``) behind a small aiohttp server: ``POST
   /v1/chat/completions`` (with ``"stream": true`` as server-sent events, the OpenAI chunk format),
   ``GET /v1/models`` and ``GET /health``. The engine runs one generation at a time (a torch model
-  is not thread-safe); concurrent greedy requests are batched (:class:`ChatServer`): 8 clients
-  got 2.87x the throughput with identical replies (``benchmarks/deploy_serve.py``).
+  is not thread-safe); concurrent greedy requests are batched by the same micro-batcher as the
+  ``hf:`` and ``local`` backends (:class:`ChatServer`): 8 clients got 2.87x the throughput with
+  identical replies (``benchmarks/deploy_serve.py``).
 
 medverify's own ``openai:<model>`` backend, ``healthbench run``, the simulator and ``medverify
 demo --doctor openai:<name> --base-url http://127.0.0.1:<port>/v1`` use it unchanged (tested in
@@ -39,6 +40,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from medverify.backends.base import Message, SamplingParams
+from medverify.backends.batching import Batcher
 from medverify.deploy.engine import (
     DEFAULT_DRAFT_TOKENS,
     NGRAM_DRAFT_TOKENS,
@@ -86,13 +88,14 @@ def _error(status: int, message: str, kind: str = "invalid_request_error") -> we
 class ChatServer:
     """The aiohttp application around an :class:`Engine`.
 
-    The engine runs one generation at a time. Greedy, non-streaming requests that arrive while it
-    is busy (or within ``batch_window_s`` of each other) and share ``max_tokens`` and ``stop`` are
-    answered together in one left-padded batch (:meth:`Engine.generate_many`): on CPU in float32
-    that gives each its single-request text (tested) at several times the throughput for
-    concurrent clients such as ``medverify demo``. A request alone still goes through
-    :meth:`Engine.generate`, with the draft when there is one; sampled and streamed requests are
-    never batched.
+    Requests go through the runtime's micro-batcher
+    (:class:`~medverify.backends.batching.Batcher`), one worker thread driving the engine:
+    greedy, non-streaming requests that arrive while it is busy (or within ``batch_window_s`` of
+    each other) and share ``max_tokens`` and ``stop`` are answered together in one left-padded
+    batch (:meth:`Engine.generate_many_ids`): on CPU in float32 that gives each its
+    single-request text (tested) at several times the throughput for concurrent clients such as
+    ``medverify demo``. A request alone still goes through :meth:`Engine.generate_ids`, with the
+    draft when there is one; sampled and streamed requests are never batched.
 
     Args:
         engine: the loaded (or lazily loaded) engine.
@@ -109,55 +112,26 @@ class ChatServer:
         max_batch_size: int = 8,
         batch_window_s: float = 0.01,
     ) -> None:
-        if max_batch_size < 1:
-            raise ConfigError(f"max_batch_size must be at least 1, got {max_batch_size}")
+        self.batcher = Batcher(engine, max_batch_size=max_batch_size, batch_window_s=batch_window_s)
         self.engine = engine
         self.default_max_tokens = default_max_tokens
         self.max_batch_size = max_batch_size
         self.batch_window_s = batch_window_s
         self.requests = 0
-        self.batch_sizes: list[int] = []
         self.last_stats: Any = None
-        self._gate = asyncio.Semaphore(1)
-        self._pending: list[tuple[list[Message], SamplingParams, asyncio.Future[Generation]]] = []
-        self._flusher: asyncio.Task[None] | None = None
+
+    @property
+    def batch_sizes(self) -> list[int]:
+        """Sizes of the batches greedy requests were answered in (empty with batching off)."""
+        return self.batcher.sizes
 
     async def generate(self, messages: list[Message], params: SamplingParams) -> Generation:
         """One reply, batched with concurrent greedy requests where possible."""
-        if params.temperature > 0 or self.max_batch_size == 1:
-            async with self._gate:
-                return await asyncio.to_thread(self.engine.generate, messages, params)
-        future: asyncio.Future[Generation] = asyncio.get_running_loop().create_future()
-        self._pending.append((messages, params, future))
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush())
-        return await future
+        return await asyncio.wrap_future(self.batcher.submit(messages, params))
 
-    async def _flush(self) -> None:
-        await asyncio.sleep(self.batch_window_s)
-        async with self._gate:  # requests keep queueing while an earlier generation runs
-            while self._pending:
-                key = (self._pending[0][1].max_tokens, self._pending[0][1].stop)
-                batch = [r for r in self._pending if (r[1].max_tokens, r[1].stop) == key]
-                batch = batch[: self.max_batch_size]
-                taken = {id(r) for r in batch}
-                self._pending = [r for r in self._pending if id(r) not in taken]
-                self.batch_sizes.append(len(batch))
-                try:
-                    if len(batch) == 1:
-                        gens = [await asyncio.to_thread(self.engine.generate, *batch[0][:2])]
-                    else:
-                        gens = await asyncio.to_thread(
-                            self.engine.generate_many, [m for m, _p, _f in batch], batch[0][1]
-                        )
-                except Exception as exc:
-                    for _m, _p, future in batch:
-                        if not future.done():
-                            future.set_exception(exc)
-                    continue
-                for (_m, _p, future), gen in zip(batch, gens, strict=True):
-                    if not future.done():
-                        future.set_result(gen)
+    def close(self) -> None:
+        """Finish the queued requests and stop the generation thread (blocking)."""
+        self.batcher.close()
 
     def app(self) -> web.Application:
         """The routes."""
@@ -244,26 +218,20 @@ class ChatServer:
             return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n".encode()
 
         await resp.write(chunk({"role": "assistant", "content": ""}))
-        async with self._gate:
-            job = loop.run_in_executor(
-                None,
-                lambda: self.engine.generate(
-                    req.messages,
-                    params,
-                    on_text=lambda t: loop.call_soon_threadsafe(queue.put_nowait, t),
-                ),
-            )
-            job.add_done_callback(lambda _f: loop.call_soon_threadsafe(queue.put_nowait, None))
-            while (piece := await queue.get()) is not None:
-                await resp.write(chunk({"content": piece}))
-            try:
-                gen = await job
-            except ConfigError as exc:
-                await resp.write(
-                    f"data: {json.dumps({'error': {'message': str(exc)}})}\n\n".encode()
-                )
-                await resp.write(b"data: [DONE]\n\n")
-                return resp
+        job = self.batcher.submit(
+            req.messages,
+            params,
+            on_text=lambda t: loop.call_soon_threadsafe(queue.put_nowait, t),
+        )
+        job.add_done_callback(lambda _f: loop.call_soon_threadsafe(queue.put_nowait, None))
+        while (piece := await queue.get()) is not None:
+            await resp.write(chunk({"content": piece}))
+        try:
+            gen = await asyncio.wrap_future(job)
+        except ConfigError as exc:
+            await resp.write(f"data: {json.dumps({'error': {'message': str(exc)}})}\n\n".encode())
+            await resp.write(b"data: [DONE]\n\n")
+            return resp
         self.last_stats = gen.stats
         usage = self._completion(gen, rid)["usage"]
         await resp.write(chunk({}, gen.stats.finish_reason, usage=usage))
@@ -323,6 +291,7 @@ async def running_server(
         yield server, f"http://{host}:{bound}/v1"
     finally:
         await runner.cleanup()
+        await asyncio.to_thread(server.close)
 
 
 class ServeConfig(BaseModel):

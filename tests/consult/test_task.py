@@ -82,9 +82,13 @@ async def test_a_failed_verdict_leaves_the_consultation_unscored():
     case = CASES["agentclinic-medqa-001"]
     task = ConsultationTask(case=case, max_turns=4)
     transcript = await task.play(scripted_factory("scripted:guess")(case))
-    scored = await task.score(transcript, Failing())
+    rubric = await task.rubric(transcript)
+    scored = await task.score(transcript, Failing(), rubric=rubric)
     assert scored.score is None and scored.reward() is None
-    assert all(v.met is None and v.error for v in scored.verdicts)
+    judged = [v for v in scored.verdicts if v.criterion not in rubric.checks]
+    assert judged and all(v.met is None and v.error for v in judged)
+    # evidence-checked items need no judge, so they still have verdicts
+    assert all(v.met is not None for v in scored.verdicts if v.criterion in rubric.checks)
     # the process measures are still there: they need no grader
     assert scored.process.doctor_turns >= 1
 

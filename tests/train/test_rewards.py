@@ -187,7 +187,8 @@ async def test_consultation_reward_combines_rubric_and_process(case):
     )
     assert grader.calls > 0
     assert out[0] > out[1]
-    assert 0.0 <= out[1] <= out[0] <= 1.0
+    # a consultation's score is not clipped (HealthBench clips only the mean): faults can make it < 0
+    assert out[1] < out[0] <= 1.0
 
 
 async def test_consultation_reward_grader_failure_is_none(case):

@@ -130,11 +130,21 @@ class CaseRecord(BaseModel):
 
 
 class Turn(BaseModel):
-    """One utterance of a consultation."""
+    """One utterance of a consultation.
+
+    Attributes:
+        role: who spoke.
+        text: what was said.
+        revealed_fact_ids: (patient turns) the record facts this reply revealed.
+        requested: (patient turns) examinations and tests the doctor asked for that the record
+            has no finding for, answered "normal" or "not available"; with the revealed exam
+            and test findings, they are everything the doctor examined or ordered.
+    """
 
     role: Literal["doctor", "patient"]
     text: str
     revealed_fact_ids: list[str] = Field(default_factory=list)
+    requested: list[str] = Field(default_factory=list)
 
 
 class Transcript(BaseModel):

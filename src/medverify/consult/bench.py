@@ -163,7 +163,7 @@ class ConsultBench:
         scored = await self.task(unit).score(
             transcript,
             self.grader,
-            items=rubric.items,
+            rubric=rubric,
             memo=self.store,
             example_tags=[f"persona:{unit.persona_name}"],
         )

@@ -17,7 +17,7 @@ score and measured on another. So both go through this one task, as nanochat's `
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -27,8 +27,13 @@ from medverify.cases.records import CaseRecord, Persona, Transcript, Turn
 from medverify.consult.process import ProcessMetrics, process_metrics
 from medverify.consult.render import grader_input
 from medverify.grading import Grader, grade_rubric
+from medverify.grading.evidence import (
+    ConsultationEvidence,
+    EvidenceCheck,
+    EvidenceGrader,
+    RevealedCheck,
+)
 from medverify.grading.grade_rubric import VerdictMemo
-from medverify.grading.records import RubricItem
 from medverify.grading.results import CriterionVerdict
 from medverify.grading.scoring import OVERALL, example_metrics
 from medverify.rubrics import Rubric, generate_rubric
@@ -45,6 +50,60 @@ from medverify.simulator.gate import DEFAULT_MAX_TURNS
 DIMENSION_PREFIX = "dimension:"
 
 
+class ScanScores(BaseModel):
+    """SCAN-bench-style sub-scores of one consultation, decided from evidence alone.
+
+    Attributes:
+        inquiry: weighted recall of the history checklist (the rubric's history items whose
+            facts were revealed, by points); ``None`` when the rubric has none.
+        exam_tests_recall: weighted recall of the examination and test checklist.
+        exam_tests_precision: of everything examined or ordered, the share the record has a
+            finding for (requests the record lacks were answered "normal" or "not available");
+            ``None`` when nothing was examined or ordered.
+        diagnosis_final: the single final diagnosis is the record's.
+        diagnosis_in_differential: the record's diagnosis is final, hedged or in the
+            differential, and not ruled out.
+    """
+
+    inquiry: float | None = None
+    exam_tests_recall: float | None = None
+    exam_tests_precision: float | None = None
+    diagnosis_final: bool = False
+    diagnosis_in_differential: bool = False
+
+
+def scan_scores(
+    case: CaseRecord,
+    transcript: Transcript,
+    checks: Mapping[str, EvidenceCheck],
+    verdicts: Sequence[CriterionVerdict],
+) -> ScanScores:
+    """The sub-scores of a consultation from its evidence-checked verdicts."""
+    history = {f.id for f in case.facts}
+    findings = {f.id for f in (*case.exam_findings, *case.test_results)}
+    asked = [0, 0]
+    examined = [0, 0]
+    for verdict in verdicts:
+        check = checks.get(verdict.criterion)
+        if not isinstance(check, RevealedCheck) or verdict.points <= 0 or verdict.met is None:
+            continue
+        tally = asked if set(check.fact_ids) <= history else examined
+        if set(check.fact_ids) <= history or set(check.fact_ids) <= findings:
+            tally[1] += verdict.points
+            tally[0] += verdict.points if verdict.met else 0
+    evidence = ConsultationEvidence(case, transcript)
+    obtained = {f for f in evidence.first_revealed if f in findings}
+    extra = sum(len(t.requested) for t in transcript.turns)
+    closing = evidence.closing
+    return ScanScores(
+        inquiry=asked[0] / asked[1] if asked[1] else None,
+        exam_tests_recall=examined[0] / examined[1] if examined[1] else None,
+        exam_tests_precision=len(obtained) / (len(obtained) + extra) if obtained or extra else None,
+        diagnosis_final=closing.names_final(case.diagnosis),
+        diagnosis_in_differential=closing.considers(case.diagnosis),
+    )
+
+
 class ConsultationScore(BaseModel):
     """How one consultation scored.
 
@@ -54,12 +113,20 @@ class ConsultationScore(BaseModel):
             consultation is not scored, as in HealthBench runs) or no item is positive.
         metrics: ``overall`` and the score of every tag (``dimension:...``, ``axis:...``).
         process: what the consultation did, measured without a grader.
+        scan: SCAN-style sub-scores (inquiry, examinations and tests, diagnosis).
+        evidence_checked: how many items the consultation's evidence decided (the rest went
+            to the grader).
+        judge_agreement: with ``judge_checked``, the share of evidence-checked items on which
+            the grader agreed with the evidence (``None`` otherwise).
     """
 
     verdicts: list[CriterionVerdict]
     score: float | None
     metrics: dict[str, float] = Field(default_factory=dict)
     process: ProcessMetrics
+    scan: ScanScores = Field(default_factory=ScanScores)
+    evidence_checked: int = 0
+    judge_agreement: float | None = None
 
     @property
     def dimensions(self) -> dict[str, float]:
@@ -159,33 +226,56 @@ class ConsultationTask(BaseModel):
         transcript: Transcript,
         grader: Grader,
         *,
-        items: Sequence[RubricItem] | None = None,
+        rubric: Rubric | None = None,
         memo: VerdictMemo | None = None,
         limit: asyncio.Semaphore | None = None,
         example_tags: Sequence[str] = (),
+        evidence: bool = True,
+        judge_checked: bool = False,
+        max_items: int | None = None,
     ) -> ConsultationScore:
         """Grade the consultation against its rubric and measure its process.
 
         Args:
             transcript: the consultation.
-            grader: decides every criterion.
-            items: the rubric (default: :meth:`rubric` without a writer).
+            grader: decides the judgement items (and, with ``evidence=False``, every item).
+            rubric: the rubric (default: :meth:`rubric` without a writer).
             memo: remembers verdicts (a run store, a verdict cache).
             limit: bounds grader calls in flight.
             example_tags: tags of the consultation as a whole (``persona:...``), scored like
                 HealthBench's example tags.
+            evidence: decide the rubric's evidence-checked items from the consultation record
+                (:mod:`medverify.grading.evidence`) instead of asking ``grader``.
+            judge_checked: ask ``grader`` about the checked items too and report how often it
+                agrees with the evidence (the evidence verdict is still the one scored).
+            max_items: grade only the first N items (cheap smoke runs).
         """
-        if items is None:
-            items = (await self.rubric(transcript)).items
-        items = list(items)
+        if rubric is None:
+            rubric = await self.rubric(transcript)
+        items = list(rubric.items)[:max_items] if max_items else list(rubric.items)
+        checks = rubric.checks if evidence else {}
+        judge: Grader = grader
+        evidence_grader = None
+        if checks:
+            evidence_grader = EvidenceGrader(
+                self.case, transcript, checks, grader, judge_checked=judge_checked
+            )
+            judge = evidence_grader
         conversation, response = grader_input(self.case, transcript)
-        verdicts = await grade_rubric(grader, conversation, response, items, memo=memo, limit=limit)
+        verdicts = await grade_rubric(judge, conversation, response, items, memo=memo, limit=limit)
         metrics: dict[str, float] = {}
         if verdicts and all(v.met is not None for v in verdicts):
             metrics = example_metrics(items, [bool(v.met) for v in verdicts], list(example_tags))
+        agreement = None
+        if evidence_grader is not None and evidence_grader.agreement:
+            pairs = list(evidence_grader.agreement.values())
+            agreement = sum(1 for e, j in pairs if e == j) / len(pairs)
         return ConsultationScore(
             verdicts=verdicts,
             score=metrics.get(OVERALL),
             metrics=metrics,
             process=process_metrics(self.case, transcript),
+            scan=scan_scores(self.case, transcript, rubric.checks, verdicts),
+            evidence_checked=sum(1 for i in items if i.criterion in checks),
+            judge_agreement=agreement,
         )

@@ -70,8 +70,8 @@ def build_core(
     sexual = any(group_of(f) == "sexual" for f in case.facts)
     ethics_items(case, build, sexual)
     if transcript is not None:
-        for transcript_item in transcript_items(case, transcript, build.targets):
-            build.add(transcript_item, "transcript")
+        for transcript_item, check in transcript_items(case, transcript, build.targets):
+            build.add(transcript_item, "transcript", check)
     return build
 
 
@@ -104,6 +104,7 @@ def core_rubric(
         origins,
         removed,
         build.warnings,
+        checks=build.checks,
         generator="core+transcript" if transcript is not None else "core",
         writer=None,
         seed=0,

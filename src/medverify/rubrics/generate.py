@@ -112,6 +112,7 @@ async def generate_rubric(
         origins,
         removed,
         warnings,
+        checks=build.checks,
         generator=generator,
         writer=writer.spec if writer is not None else None,
         seed=seed,

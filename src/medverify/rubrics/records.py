@@ -16,6 +16,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from medverify.grading.evidence import EvidenceCheck
 from medverify.grading.records import RubricItem
 
 #: Bumped whenever the deterministic core would produce different items for the same case.
@@ -114,6 +115,8 @@ class Rubric(BaseModel):
         transcript_aware: whether a consultation transcript was used.
         warnings: everything a user should know: a writer that failed or was partly rejected,
             a dimension the case could not cover, an unbalanced rubric.
+        checks: for the items the consultation's evidence decides, the check, by criterion
+            (:mod:`medverify.grading.evidence`); items without one are left to the grader.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -127,11 +130,15 @@ class Rubric(BaseModel):
     seed: int = 0
     transcript_aware: bool = False
     warnings: list[str] = Field(default_factory=list)
+    checks: dict[str, EvidenceCheck] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _parallel(self) -> Rubric:
         if len(self.origins) != len(self.items):
             raise ValueError(f"{len(self.items)} items but {len(self.origins)} origins")
+        unknown = set(self.checks) - {i.criterion for i in self.items}
+        if unknown:
+            raise ValueError(f"checks for criteria not in the rubric: {sorted(unknown)[:3]}")
         return self
 
     @property

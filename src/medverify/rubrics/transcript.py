@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from medverify.cases.diagnosis import extract_diagnosis
 from medverify.cases.records import CaseRecord, Transcript
 from medverify.errors import InputError
+from medverify.grading.evidence import ConcludedBeforeCheck, EvidenceCheck, TerminationCheck
 from medverify.grading.records import RubricItem
 from medverify.rubrics.dimensions.shared import HistoryTarget
 from medverify.rubrics.records import item
@@ -52,7 +53,7 @@ def questions_before(transcript: Transcript, end: int) -> int:
 
 def transcript_items(
     case: CaseRecord, transcript: Transcript, targets: Sequence[HistoryTarget]
-) -> list[RubricItem]:
+) -> list[tuple[RubricItem, EvidenceCheck]]:
     """Items about this consultation (see the module docstring).
 
     Args:
@@ -61,7 +62,8 @@ def transcript_items(
         targets: the core's history targets (which facts answer each key history item).
 
     Returns:
-        The transcript items, in the order the module docstring lists them.
+        The transcript items, in the order the module docstring lists them, each with the
+        evidence check that decides it (the same evidence that made the item).
 
     Raises:
         InputError: the transcript is of another case.
@@ -70,7 +72,7 @@ def transcript_items(
         raise InputError(
             f"the transcript is of case {transcript.case_id!r}, not {case.id!r}", field="case_id"
         )
-    out: list[RubricItem] = []
+    out: list[tuple[RubricItem, EvidenceCheck]] = []
     revealed = transcript.revealed()
     dx_at = diagnosis_turn(transcript)
     concluded = dx_at is not None or transcript.final_diagnosis is not None
@@ -80,41 +82,56 @@ def transcript_items(
         for target in missed[:MAX_MISSED]:
             points = -4 if target is ranked[0] else -3
             out.append(
-                item(
-                    f"States a final diagnosis without having asked about {target.phrase}",
-                    points,
-                    "consultation_logic",
-                    "completeness",
+                (
+                    item(
+                        f"States a final diagnosis without having asked about {target.phrase}",
+                        points,
+                        "consultation_logic",
+                        "completeness",
+                    ),
+                    ConcludedBeforeCheck(groups=[target.fact_ids]),
                 )
             )
         asked = questions_before(transcript, dx_at if dx_at is not None else len(transcript.turns))
         if ranked and len(missed) > len(ranked) / 2:
             plural = "s" if asked != 1 else ""
             out.append(
-                item(
-                    f"Gives the final diagnosis after only {asked} question turn{plural}, before "
-                    "taking a full history",
-                    -5,
-                    "consultation_logic",
-                    "completeness",
+                (
+                    item(
+                        f"Gives the final diagnosis after only {asked} question turn{plural}, "
+                        "before taking a full history",
+                        -5,
+                        "consultation_logic",
+                        "completeness",
+                    ),
+                    ConcludedBeforeCheck(
+                        groups=[t.fact_ids for t in ranked], min_missed=len(ranked) // 2 + 1
+                    ),
                 )
             )
     elif transcript.termination_reason == "turn_limit":
         out.append(
-            item(
-                "Runs out of turns without giving a final diagnosis or plan",
-                -4,
-                "consultation_logic",
-                "instruction_following",
+            (
+                item(
+                    "Runs out of turns without giving a final diagnosis or plan",
+                    -4,
+                    "consultation_logic",
+                    "instruction_following",
+                ),
+                TerminationCheck(reason="turn_limit"),
             )
         )
     if transcript.termination_reason == "patient_left":
         out.append(
-            item(
-                "Loses the patient's trust: the patient leaves before a diagnosis or plan is given",
-                -5,
-                "communication_empathy",
-                "communication_quality",
+            (
+                item(
+                    "Loses the patient's trust: the patient leaves before a diagnosis or plan "
+                    "is given",
+                    -5,
+                    "communication_empathy",
+                    "communication_quality",
+                ),
+                TerminationCheck(reason="patient_left"),
             )
         )
     return out

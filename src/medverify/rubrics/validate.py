@@ -18,7 +18,7 @@ items and the command line hold a rubric to the same rules.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -26,6 +26,7 @@ import numpy as np
 
 from medverify.cases.records import HISTORY_CATEGORIES, CaseRecord
 from medverify.errors import InputError
+from medverify.grading.evidence import EvidenceCheck
 from medverify.grading.records import RubricItem
 from medverify.rubrics.records import (
     AXES,
@@ -198,6 +199,7 @@ def finish_rubric(
     origins: list[Origin],
     removed: Sequence[str],
     warnings: list[str],
+    checks: Mapping[str, EvidenceCheck] | None = None,
     **provenance: Any,
 ) -> Rubric:
     """The rubric record after de-duplication: what was removed and the review, as warnings.
@@ -208,6 +210,7 @@ def finish_rubric(
         origins: parallel to ``items``.
         removed: a description of each removed duplicate.
         warnings: the warnings raised so far.
+        checks: evidence checks by criterion; those of removed items are dropped.
         **provenance: ``generator``, ``writer``, ``seed`` and ``transcript_aware``.
 
     Returns:
@@ -217,10 +220,12 @@ def finish_rubric(
     if removed:
         warnings.append(f"removed {len(removed)} near-duplicate item(s): " + "; ".join(removed))
     warnings += review(items)
+    kept = {it.criterion for it in items}
     return Rubric(
         case_id=case_id,
         items=items,
         origins=origins,
+        checks={c: check for c, check in (checks or {}).items() if c in kept},
         version=GENERATOR_VERSION,
         warnings=warnings,
         **provenance,

@@ -228,7 +228,10 @@ class ConsultationEnv:
         mode: str,
         new: list[str] | None = None,
     ) -> Turn:
-        turn = Turn(role="patient", text=text, revealed_fact_ids=told)
+        requested = (
+            [*selection.missing_exam_items, *selection.missing_test_items] if selection else []
+        )
+        turn = Turn(role="patient", text=text, revealed_fact_ids=told, requested=requested)
         self.transcript.turns.append(turn)
         self.traces.append(
             TurnTrace(

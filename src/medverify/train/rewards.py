@@ -29,6 +29,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from medverify.cases.diagnosis import names_diagnosis
 from medverify.cases.records import CaseRecord, Transcript
 from medverify.consult.task import ConsultationScore, ConsultationTask
 from medverify.grading import Grader, RubricItem, VerdictCache, example_score, grade_rubric
@@ -92,8 +93,6 @@ def rule_score(text: str, answer: str, options: dict[str, str] | None = None) ->
     """
     if options:
         return 1.0 if extract_choice(text, options) == answer.strip().upper() else 0.0
-    from medverify.cases.diagnosis import names_diagnosis
-
     stated = text
     match = re.search(r"(?:DIAGNOSIS|ANSWER)\s*:\s*(.+)", text, re.IGNORECASE)
     if match:
@@ -255,17 +254,16 @@ class ConsultationReward:
     async def evaluate(self, case: CaseRecord, transcript: Transcript) -> ConsultationScore:
         """The consultation task's score of one consultation."""
         task = ConsultationTask(case=case)
-        items = list((await task.rubric(transcript)).items)
-        if self.scorer.max_items:
-            items = items[: self.scorer.max_items]
+        rubric = await task.rubric(transcript)
         if self.rubric_weight == 0:
-            items = []
+            rubric = rubric.model_copy(update={"items": [], "origins": [], "checks": {}})
         scored = await task.score(
             transcript,
             self.scorer.grader,
-            items=items,
+            rubric=rubric,
             memo=self.scorer.cache,
             limit=self.scorer.limit(),
+            max_items=self.scorer.max_items,
         )
         if any(v.met is None for v in scored.verdicts):
             self.scorer.failures += 1

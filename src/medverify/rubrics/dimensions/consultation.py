@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 from medverify.cases.keywords import specific_keywords
 from medverify.cases.records import HISTORY_CATEGORIES, CaseRecord, Fact, Transcript
+from medverify.grading.evidence import ConcludedBeforeCheck, RevealedCheck
 from medverify.grading.records import RubricItem
 from medverify.rubrics import knowledge as kb
 from medverify.rubrics.dimensions.shared import (
@@ -219,9 +220,11 @@ def _item_for(fact: Fact, items: Sequence[lx.Item]) -> lx.Item | None:
     return None
 
 
-def _finding_items(case: CaseRecord, options: CoreOptions) -> list[tuple[int, RubricItem]]:
-    """(record order, item) for the examinations and tests that produce the record's findings."""
-    out: list[tuple[int, RubricItem]] = []
+def _finding_items(
+    case: CaseRecord, options: CoreOptions
+) -> list[tuple[int, RubricItem, list[str]]]:
+    """(record order, item, finding ids) for the examinations and tests behind the findings."""
+    out: list[tuple[int, RubricItem, list[str]]] = []
     order = {f.id: i for i, f in enumerate(case.all_facts())}
     # examinations: vital signs as one item, other exams by body system
     vitals = [
@@ -243,7 +246,7 @@ def _finding_items(case: CaseRecord, options: CoreOptions) -> list[tuple[int, Ru
         else:
             continue
         systems.setdefault(label, []).append(fact)
-    exam: list[tuple[float, int, RubricItem]] = []
+    exam: list[tuple[float, int, RubricItem, list[str]]] = []
     for name, facts in systems.items():
         abnormal = [f for f in facts if is_abnormal(f)]
         example = short_finding(abnormal[0].text, limit=70) if abnormal else ""
@@ -257,7 +260,12 @@ def _finding_items(case: CaseRecord, options: CoreOptions) -> list[tuple[int, Ru
             crit += f" (the record's finding: {example})"
         points = 4 if abnormal else 2
         exam.append(
-            (points, order[facts[0].id], item(crit, points, "consultation_logic", "completeness"))
+            (
+                points,
+                order[facts[0].id],
+                item(crit, points, "consultation_logic", "completeness"),
+                [f.id for f in facts],
+            )
         )
     exam.sort(key=lambda e: (-e[0], e[1]))
     if vitals:
@@ -273,9 +281,14 @@ def _finding_items(case: CaseRecord, options: CoreOptions) -> list[tuple[int, Ru
         crit = "Checks the vital signs" + (f" ({names})" if names else "")
         exam.insert(
             0,
-            (points, order[vitals[0].id], item(crit, points, "consultation_logic", "completeness")),
+            (
+                points,
+                order[vitals[0].id],
+                item(crit, points, "consultation_logic", "completeness"),
+                [f.id for f in vitals],
+            ),
         )
-    out += [(o, i) for _p, o, i in exam[: options.max_exam_items]]
+    out += [(o, i, ids) for _p, o, i, ids in exam[: options.max_exam_items]]
 
     tests: dict[str, list[Fact]] = {}
     for fact in case.test_results:
@@ -283,7 +296,7 @@ def _finding_items(case: CaseRecord, options: CoreOptions) -> list[tuple[int, Ru
         found = _item_for(fact, lx.TEST_ITEMS)
         key = found.name if found else (label or short_finding(fact.text, limit=40)).lower()
         tests.setdefault(key, []).append(fact)
-    ranked: list[tuple[int, int, RubricItem]] = []
+    ranked: list[tuple[int, int, RubricItem, list[str]]] = []
     for name, facts in tests.items():
         abnormal = [f for f in facts if is_abnormal(f)]
         labels = [lab for f in facts if (lab := finding_label(f.text))]
@@ -305,10 +318,15 @@ def _finding_items(case: CaseRecord, options: CoreOptions) -> list[tuple[int, Ru
             crit = f"Orders {name}"
         points = 4 if abnormal else 2
         ranked.append(
-            (points, order[facts[0].id], item(crit, points, "consultation_logic", "completeness"))
+            (
+                points,
+                order[facts[0].id],
+                item(crit, points, "consultation_logic", "completeness"),
+                [f.id for f in facts],
+            )
         )
     ranked.sort(key=lambda r: (-r[0], r[1]))
-    out += [(o, i) for _p, o, i in ranked[: options.max_test_items]]
+    out += [(o, i, ids) for _p, o, i, ids in ranked[: options.max_test_items]]
     return out
 
 
@@ -349,7 +367,10 @@ def consultation_items(
     targets = _pick_history(_history_targets(case), options.max_history_items)
     build.targets = targets
     for target in targets:
-        build.add(item(target.criterion, target.points, "consultation_logic", "completeness"))
+        build.add(
+            item(target.criterion, target.points, "consultation_logic", "completeness"),
+            check=RevealedCheck(fact_ids=target.fact_ids) if target.fact_ids else None,
+        )
     asked_drugs = {"medication", "allergy"} & {group_of(f) for f in case.facts}
     if not asked_drugs:
         # A drug history belongs in every history, whatever the record happens to hold.
@@ -361,17 +382,21 @@ def consultation_items(
                 "completeness",
             )
         )
-    for _order, finding_item in _finding_items(case, options):
-        build.add(finding_item)
-    key = [t.phrase for t in sorted(targets, key=lambda t: (-t.score, t.order))[:2]]
+    for _order, finding_item, finding_ids in _finding_items(case, options):
+        build.add(finding_item, check=RevealedCheck(fact_ids=finding_ids))
+    key_targets = sorted(targets, key=lambda t: (-t.score, t.order))[:2]
+    key = [t.phrase for t in key_targets]
     if transcript is None and key:
+        groups = [t.fact_ids for t in key_targets if t.fact_ids]
         build.add(
             item(
                 f"States a final diagnosis without having asked about {join_or(key)}",
                 -5,
                 "consultation_logic",
                 "completeness",
-            )
+            ),
+            # "without having asked about A or B": about neither of them
+            check=ConcludedBeforeCheck(groups=groups, min_missed=len(groups)) if groups else None,
         )
     if case.exam_findings or case.test_results:
         build.add(
@@ -381,5 +406,6 @@ def consultation_items(
                 -5,
                 "consultation_logic",
                 "accuracy",
-            )
+            ),
+            check=ConcludedBeforeCheck(),
         )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 
 from medverify.cases.records import CaseRecord
+from medverify.grading.evidence import DiagnosisCheck
 from medverify.rubrics.dimensions.shared import ABNORMAL, CoreBuild, is_abnormal, vital_value
 from medverify.rubrics.phrasing import finding_name, join_or
 from medverify.rubrics.records import item
@@ -30,7 +31,8 @@ def diagnostic_items(case: CaseRecord, build: CoreBuild) -> None:
             10,
             "diagnostic_accuracy",
             "accuracy",
-        )
+        ),
+        check=DiagnosisCheck(expect="final"),
     )
     ddx = [d for d in case.differential if d.strip().lower() != dx.lower()]
     if ddx:
@@ -41,7 +43,8 @@ def diagnostic_items(case: CaseRecord, build: CoreBuild) -> None:
                 3,
                 "diagnostic_accuracy",
                 "completeness",
-            )
+            ),
+            check=DiagnosisCheck(expect="alternatives"),
         )
     else:
         build.add(
@@ -51,7 +54,8 @@ def diagnostic_items(case: CaseRecord, build: CoreBuild) -> None:
                 2,
                 "diagnostic_accuracy",
                 "completeness",
-            )
+            ),
+            check=DiagnosisCheck(expect="alternatives"),
         )
     abnormal = [  # findings that say plainly what is abnormal, vital signs aside
         f
@@ -70,5 +74,6 @@ def diagnostic_items(case: CaseRecord, build: CoreBuild) -> None:
     build.add(
         item(
             f"Gives a final diagnosis other than {dx}{wrong}", -6, "diagnostic_accuracy", "accuracy"
-        )
+        ),
+        check=DiagnosisCheck(expect="wrong_final"),
     )

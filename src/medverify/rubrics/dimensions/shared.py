@@ -21,6 +21,7 @@ from pydantic import BaseModel, Field
 
 from medverify.cases.keywords import specific_keywords
 from medverify.cases.records import CaseRecord, Fact
+from medverify.grading.evidence import EvidenceCheck
 from medverify.grading.records import RubricItem
 from medverify.rubrics.phrasing import is_negative, key_terms
 from medverify.rubrics.records import Origin
@@ -62,16 +63,25 @@ class CoreBuild:
     origins: list[Origin] = field(default_factory=list)
     targets: list[HistoryTarget] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    checks: dict[str, EvidenceCheck] = field(default_factory=dict)
 
-    def add(self, rubric_item: RubricItem, origin: Origin = "core") -> None:
+    def add(
+        self,
+        rubric_item: RubricItem,
+        origin: Origin = "core",
+        check: EvidenceCheck | None = None,
+    ) -> None:
         """Append one item.
 
         Args:
             rubric_item: the item.
             origin: where it came from (the case record or the transcript).
+            check: how the consultation's evidence decides it, when it can.
         """
         self.items.append(rubric_item)
         self.origins.append(origin)
+        if check is not None:
+            self.checks[rubric_item.criterion] = check
 
 
 # --------------------------------------------------------------------------------------------

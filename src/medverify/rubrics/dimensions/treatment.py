@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 
 from medverify.cases.records import CaseRecord
+from medverify.grading.evidence import RedFlagCheck, flag_fact_ids
 from medverify.rubrics import knowledge as kb
 from medverify.rubrics.dimensions.shared import CoreBuild, drug_terms
 from medverify.rubrics.phrasing import is_negative, join_or, topic_of
@@ -84,13 +85,15 @@ def treatment_items(case: CaseRecord, build: CoreBuild) -> None:
             )
         )
     for flag in case.red_flags[:4]:
+        facts = flag_fact_ids(case, flag)
         build.add(
             item(
                 f"Asks about or checks for {flag} (a red flag)",
                 4,
                 "consultation_logic",
                 "completeness",
-            )
+            ),
+            check=RedFlagCheck(flag=flag, fact_ids=facts),
         )
         build.add(
             item(
@@ -98,7 +101,8 @@ def treatment_items(case: CaseRecord, build: CoreBuild) -> None:
                 -5,
                 "treatment_rationality",
                 "accuracy",
-            )
+            ),
+            check=RedFlagCheck(flag=flag, fact_ids=facts, addressed=False),
         )
     build.add(
         item(

@@ -1,0 +1,370 @@
+"""The doctor's closing statement, parsed: the final diagnosis, the differential, tests and plan.
+
+A consultation ends with a final assessment (DESIGN.md "Doctor turns"). Its documented format is
+
+    DIAGNOSIS: <one diagnosis>
+    DIFFERENTIAL: <other diagnoses considered, comma-separated>      (optional)
+    TESTS: <tests to order>                                           (optional)
+    PLAN: <treatment, referral, follow-up>                            (optional)
+
+and the parser is tolerant of free text around it: markdown emphasis, fields on one line, a
+diagnosis sentence followed by reasoning, and (when no ``DIAGNOSIS:`` marker exists at all) a
+last turn that says "the most likely diagnosis is X". Whether a diagnosis is *stated* is decided
+here, not by word overlap: "DIAGNOSIS: epileptic seizure. It is definitely not vasovagal syncope"
+states epileptic seizure and rules vasovagal syncope out; "DIAGNOSIS: X or Y" hedges over two
+diagnoses and states neither as final. Graders and the training reward read the same parse, so
+mentioning a diagnosis can never be taken for concluding it.
+"""
+
+from __future__ import annotations
+
+import re
+
+from pydantic import BaseModel, Field
+
+from medverify.cases.diagnosis import names_diagnosis
+from medverify.cases.records import Transcript
+from medverify.text.matching import stem, words
+
+_FIELD = re.compile(
+    r"(?<![A-Za-z])(DIAGNOSIS|DIFFERENTIAL(?:\s+DIAGNOS[IE]S)?|DDX|TESTS?|INVESTIGATIONS|PLAN"
+    r"|MANAGEMENT)\s*[*_]*\s*:",
+    re.IGNORECASE,
+)
+_FIELD_NAMES = {
+    "diagnosis": "diagnosis",
+    "differential": "differential",
+    "ddx": "differential",
+    "test": "tests",
+    "tests": "tests",
+    "investigations": "tests",
+    "plan": "plan",
+    "management": "plan",
+}
+#: Words that introduce a ruled-out diagnosis inside the diagnosis statement.
+_NEGATION = re.compile(
+    r"(?:,|;|\bbut\b)?\s*\b(?:(?:and|it\s+is|it's|this\s+is|this\s+is\s+definitely|definitely)\s+)?"
+    r"(?:not|rather\s+than|instead\s+of|ruling\s+out|ruled\s+out|excluding|excluded|unlikely\s+to\s+be"
+    r"|no\s+evidence\s+of|less\s+likely)\b",
+    re.IGNORECASE,
+)
+_AFTER_NEGATION = re.compile(
+    r"\b(?:is|was|has\s+been|have\s+been|are|were)\s+(?:ruled\s+out|excluded|unlikely)\b",
+    re.IGNORECASE,
+)
+_HEDGE = re.compile(r"\s+or\s+|\s*/\s*|\s+vs\.?\s+|\s+versus\s+|\beither\s+", re.I)
+_LEAD_IN = re.compile(
+    r"^(?:(?:my|the|a)\s+)?(?:(?:final|working|most\s+likely|likely|probable|presumptive|"
+    r"provisional)\s+)*(?:diagnosis\s+(?:is|would\s+be)\s*:?\s*)?"
+    r"(?:(?:i\s+think|i\s+believe|i\s+suspect|in\s+my\s+opinion)\s*,?\s*)?"
+    r"(?:(?:this\s+is|it\s+is|it's|you\s+have|you've\s+got|you\s+likely\s+have)\s+)?"
+    r"(?:(?:most\s+likely|most\s+probably|probably|likely|possibly|presumably|consistent\s+with)"
+    r"\s*:?\s*)*(?:(?:an?|the)\s+)?",
+    re.IGNORECASE,
+)
+_FREE_TEXT = re.compile(
+    r"\b(?:diagnosis\s+is|you\s+(?:most\s+likely\s+|probably\s+|likely\s+)?have|"
+    r"consistent\s+with|most\s+likely\s+(?:have|has|is)|this\s+is\s+(?:most\s+likely\s+)?)"
+    r"\s+(?:an?\s+|the\s+)?([^.;:\n]{3,80})",
+    re.IGNORECASE,
+)
+_SPLIT_LIST = re.compile(r"\s*(?:,|;|\n|\bor\b|\band\b|/|•|\s-\s)\s*", re.IGNORECASE)
+_OTHER_POSSIBILITIES = re.compile(
+    r"\b(?:other\s+possibilities|alternatives?|differential(?:\s+diagnos[ie]s)?)\b"
+    r"(?:\s+(?:include|includes|are|is|would\s+be))?\s*:?\s*([^.\n]+)",
+    re.IGNORECASE,
+)
+
+
+class ClosingStatement(BaseModel):
+    """What a doctor's final assessment says.
+
+    Attributes:
+        found: whether a closing statement was found at all (a ``DIAGNOSIS:`` field, or free text).
+        final: the single final diagnosis, when exactly one is stated.
+        candidates: every diagnosis offered as final (two or more means the doctor hedged).
+        ruled_out: diagnoses the statement explicitly rejects ("not X", "X is ruled out").
+        differential: other diagnoses the doctor says were considered.
+        tests: tests the doctor lists in the statement.
+        plan: the plan, as written.
+        turn: index of the doctor turn the statement was read from (in ``transcript.turns``).
+    """
+
+    found: bool = False
+    final: str | None = None
+    candidates: list[str] = Field(default_factory=list)
+    ruled_out: list[str] = Field(default_factory=list)
+    differential: list[str] = Field(default_factory=list)
+    tests: list[str] = Field(default_factory=list)
+    plan: str | None = None
+    turn: int | None = None
+
+    @property
+    def hedged(self) -> bool:
+        """Whether two or more diagnoses were offered as the final one."""
+        return len(self.candidates) > 1
+
+    def names_final(self, truth: str) -> bool:
+        """Whether the single final diagnosis is ``truth`` (hedging and negation do not count)."""
+        return self.final is not None and diagnosis_matches(self.final, truth)
+
+    def considers(self, truth: str) -> bool:
+        """Whether ``truth`` is the final diagnosis, a hedged candidate or in the differential."""
+        if any(diagnosis_matches(d, truth) for d in self.ruled_out):
+            return False
+        offered = [*self.candidates, *self.differential]
+        return any(diagnosis_matches(d, truth) for d in offered)
+
+    def wrong_final(self, truth: str) -> bool:
+        """Whether a final diagnosis was given and none of the offered candidates is ``truth``."""
+        return bool(self.candidates) and not any(
+            diagnosis_matches(d, truth) for d in self.candidates
+        )
+
+    def alternatives(self) -> list[str]:
+        """Diagnoses named besides the final one: hedged candidates, differential, ruled out."""
+        final = self.final
+        others = [d for d in [*self.candidates, *self.differential, *self.ruled_out] if d != final]
+        return list(dict.fromkeys(others))
+
+
+# -- diagnosis names ----------------------------------------------------------------------------
+
+#: Words a diagnosis name may drop or add without becoming another diagnosis.
+_OPTIONAL_WORDS = (
+    "disease disorder syndrome condition of the a an with due to in s infection "
+    "acute primary idiopathic essential"
+)
+#: Modifiers that make a different diagnosis when they differ (acute vs chronic...).
+_EXCLUSIVE_WORDS = (
+    frozenset({"acute", "subacute", "chronic"}),
+    frozenset({"primary", "secondary"}),
+    frozenset({"benign", "malignant"}),
+    frozenset({"bacterial", "viral", "fungal", "parasitic"}),
+    frozenset({"stable", "unstable", "variant"}),
+    frozenset({"alpha", "beta"}),
+    frozenset({"type1", "type2"}),
+    frozenset({"left", "right"}),
+    frozenset({"upper", "lower"}),
+)
+#: Common other names of diagnoses (each group names one condition).
+SYNONYMS: tuple[frozenset[str], ...] = tuple(
+    frozenset(group)
+    for group in (
+        {"myocardial infarction", "heart attack", "mi"},
+        {"cerebrovascular accident", "stroke", "cva"},
+        {"tuberculosis", "tb"},
+        {"cytomegalovirus retinitis", "cmv retinitis"},
+        {
+            "c difficile colitis",
+            "clostridioides difficile colitis",
+            "clostridium difficile colitis",
+            "c diff colitis",
+            "c difficile infection",
+            "pseudomembranous colitis",
+        },
+        {"adhesive capsulitis", "frozen shoulder"},
+        {"reactive arthritis", "reiter syndrome", "reiter's syndrome"},
+        {"leiomyoma", "uterine fibroid", "uterine fibroids", "fibroids", "fibroid"},
+        {"presbycusis", "age related hearing loss"},
+        {"tinea capitis", "scalp ringworm", "ringworm of the scalp"},
+        {"rubella", "german measles"},
+        {"boerhaave syndrome", "esophageal rupture", "oesophageal rupture"},
+        {"aortic valve regurgitation", "aortic regurgitation", "aortic insufficiency"},
+        {"trigeminal neuralgia", "tic douloureux"},
+        {"membranous nephropathy", "membranous glomerulonephritis"},
+        {"pulmonary embolism", "pe"},
+        {"deep vein thrombosis", "dvt"},
+        {"gastroesophageal reflux disease", "gerd", "acid reflux"},
+        {"chronic obstructive pulmonary disease", "copd"},
+        {"urinary tract infection", "uti"},
+        {"diabetic ketoacidosis", "dka"},
+        {"systemic lupus erythematosus", "lupus", "sle"},
+        {"rheumatoid arthritis", "ra"},
+        {"multiple sclerosis", "ms"},
+        {"myasthenia gravis", "mg"},
+        {"giant cell arteritis", "temporal arteritis"},
+        {"infectious mononucleosis", "mononucleosis", "glandular fever"},
+        {"parkinson disease", "parkinson's disease", "parkinsonism"},
+        {"alzheimer disease", "alzheimer dementia", "alzheimer's disease"},
+        {"listeriosis", "listeria infection", "listeria meningitis"},
+        {"molluscum contagiosum", "molluscum"},
+        {"neuroleptic malignant syndrome", "nms"},
+        {"benign paroxysmal positional vertigo", "bppv"},
+        {"generalized anxiety disorder", "gad"},
+        {"pelvic inflammatory disease", "pid"},
+        {"chronic lymphocytic leukemia", "cll"},
+        {"acute myeloid leukemia", "aml"},
+        {"irritable bowel syndrome", "ibs"},
+        {"essential thrombocythemia", "essential thrombocytosis", "primary thrombocythemia"},
+        {"inflammatory bowel disease", "ibd"},
+    )
+)
+
+
+def _tokens(name: str) -> list[str]:
+    text = name.lower().replace("’", "'").replace("'s", "").replace("-", " ")
+    text = re.sub(r"\btype\s*(1|i)\b", "type1", text)
+    text = re.sub(r"\btype\s*(2|ii)\b", "type2", text)
+    return [stem(w) for w in words(text)]
+
+
+_OPTIONAL = frozenset(stem(w) for w in _OPTIONAL_WORDS.split())
+_EXCLUSIVE = tuple(frozenset(stem(w) for w in group) for group in _EXCLUSIVE_WORDS)
+
+
+def _core(tokens: list[str]) -> set[str]:
+    return {t for t in tokens if t not in _OPTIONAL}
+
+
+def _conflict(a: list[str], b: list[str]) -> bool:
+    for group in _EXCLUSIVE:
+        left, right = group.intersection(a), group.intersection(b)
+        if left and right and left != right:
+            return True
+    return False
+
+
+def _same_name(stated: str, truth: str) -> bool:
+    a, b = _tokens(stated), _tokens(truth)
+    if not a or not b or _conflict(a, b):
+        return False
+    core_a, core_b = _core(a), _core(b)
+    # Every defining word of the truth is in the statement, and the statement adds at most
+    # two defining words (a site, a cause), so "acute pancreatitis" is not "pancreatic cancer".
+    return bool(core_b) and core_b <= core_a and len(core_a - core_b) <= 2
+
+
+def diagnosis_matches(stated: str, truth: str) -> bool:
+    """Whether a stated diagnosis names the truth: same name, a variant, initialism or synonym.
+
+    Partial names count when they keep every defining word ("Sjogren's syndrome" for "Primary
+    Sjogren's syndrome", "Parkinson's" for "Parkinson disease"); a different modifier does not
+    ("acute viral rhinosinusitis" is not "acute bacterial rhinosinusitis", "stable angina" is not
+    "unstable angina").
+    """
+    stated = stated.strip(" .*_`")
+    if not stated:
+        return False
+    if _same_name(stated, truth):
+        return True
+    if names_diagnosis(stated, truth) and not _conflict(_tokens(stated), _tokens(truth)):
+        # the truth's variant or initialism inside a short statement ("AML", "BPPV of the left ear")
+        return len(_core(_tokens(stated))) <= len(_core(_tokens(truth))) + 2
+    norm_stated = " ".join(_tokens(stated))
+    norm_truth = " ".join(_tokens(truth))
+    for group in SYNONYMS:
+        names = {" ".join(_tokens(n)) for n in group}
+        truth_in = norm_truth in names or any(_same_name(truth, n) for n in group)
+        if truth_in and (norm_stated in names or any(_same_name(stated, n) for n in group)):
+            return True
+    return False
+
+
+# -- parsing ------------------------------------------------------------------------------------
+
+
+def _clean(text: str) -> str:
+    text = re.sub(r"[*_`#>]+", " ", text)
+    return " ".join(text.split()).strip(" .,:;-")
+
+
+def _sections(text: str) -> dict[str, str]:
+    marks = list(_FIELD.finditer(text))
+    out: dict[str, str] = {}
+    for index, mark in enumerate(marks):
+        name = _FIELD_NAMES.get(mark.group(1).split()[0].lower(), "diagnosis")
+        end = marks[index + 1].start() if index + 1 < len(marks) else len(text)
+        body = text[mark.end() : end]
+        if name not in out:
+            out[name] = body
+    return out
+
+
+def _split_list(text: str) -> list[str]:
+    items = [_clean(part) for part in _SPLIT_LIST.split(text)]
+    return [i for i in items if i and len(i) > 2 and not re.fullmatch(r"(?i)none|n/?a", i)]
+
+
+def _first_sentence(text: str) -> tuple[str, str]:
+    text = text.strip()
+    match = re.search(r"(?<!\b[A-Z])(?<!\bvs)(?<!\be\.g)(?<!\bi\.e)[.!?](?:\s+|$)|\n", text)
+    if match is None:
+        return text, ""
+    return text[: match.start()], text[match.end() :]
+
+
+def _read_diagnosis(body: str, statement: ClosingStatement) -> None:
+    first, rest = _first_sentence(body)
+    first, _, aside = first.partition(";")
+    rest = f"{aside}. {rest}" if aside.strip() else rest
+    first = _clean(first)
+    negation = _NEGATION.search(first)
+    if negation is not None:
+        statement.ruled_out += _split_list(first[negation.end() :])
+        first = first[: negation.start()]
+    first = _LEAD_IN.sub("", _clean(first), count=1)
+    candidates = [_LEAD_IN.sub("", _clean(c), count=1) for c in _HEDGE.split(first)]
+    statement.candidates = [c for c in candidates if len(c) > 2]
+    if len(statement.candidates) == 1:
+        statement.final = statement.candidates[0]
+    for sentence in re.split(r"(?<=[.!?])\s+|\n", rest):
+        sentence = _clean(sentence)
+        if not sentence:
+            continue
+        negated = _NEGATION.search(sentence)
+        after = _AFTER_NEGATION.search(sentence)
+        if after is not None:
+            statement.ruled_out += _split_list(_LEAD_IN.sub("", sentence[: after.start()]))
+        elif negated is not None and re.match(
+            r"(?i)(?:it|this|that|he|she|they)?\s*(?:is|'s|are)?\s*(?:definitely|certainly|clearly)?"
+            r"\s*(?:not|unlikely|less likely|rather than)",
+            sentence,
+        ):
+            statement.ruled_out += _split_list(sentence[negated.end() :])
+        other = _OTHER_POSSIBILITIES.search(sentence)
+        if other is not None:
+            statement.differential += _split_list(other.group(1))
+
+
+def parse_closing(text: str) -> ClosingStatement:
+    """Parse one doctor turn's final assessment (see the module docstring for the format)."""
+    statement = ClosingStatement()
+    sections = _sections(text)
+    if "diagnosis" in sections:
+        statement.found = True
+        _read_diagnosis(sections["diagnosis"], statement)
+    else:
+        free = _FREE_TEXT.search(text)
+        if free is not None:
+            statement.found = True
+            _read_diagnosis(free.group(1), statement)
+    if "differential" in sections:
+        statement.differential += _split_list(_first_sentence(sections["differential"])[0])
+    if "tests" in sections:
+        statement.tests = _split_list(sections["tests"])
+    if "plan" in sections:
+        statement.plan = _clean(sections["plan"]) or None
+    statement.ruled_out = list(dict.fromkeys(d for d in statement.ruled_out if d))
+    statement.differential = list(
+        dict.fromkeys(d for d in statement.differential if d not in statement.ruled_out)
+    )
+    return statement
+
+
+def closing_of(transcript: Transcript) -> ClosingStatement:
+    """The closing statement of a consultation: the turn with ``DIAGNOSIS:``, else the last one.
+
+    The Termination Gate ends a consultation on the first ``DIAGNOSIS:``; a consultation that ran
+    out of turns may still end with a free-text assessment in its last doctor turn.
+    """
+    doctor = [(i, t) for i, t in enumerate(transcript.turns) if t.role == "doctor"]
+    for index, turn in doctor:
+        if _FIELD.search(turn.text) and "diagnosis" in _sections(turn.text):
+            return parse_closing(turn.text).model_copy(update={"turn": index})
+    if doctor:
+        index, turn = doctor[-1]
+        statement = parse_closing(turn.text)
+        if statement.found:
+            return statement.model_copy(update={"turn": index})
+    return ClosingStatement()

@@ -1,0 +1,304 @@
+"""Evidence checks: rubric items decided from what the simulator recorded, not by a model.
+
+The patient simulator knows exactly what happened in a consultation: which record facts the Fact
+Unit revealed and at which turn, which examinations and tests were asked for, and what the closing
+statement says. An item such as "Asks about weakness in the upper limbs" is decided by whether the
+fact that answers it was revealed; "States myasthenia gravis as the final diagnosis" by the parsed
+closing statement (:mod:`medverify.cases.closing`); "States a final diagnosis without having asked
+about X" by the turn order. Asking a model to re-read the transcript for these is slower and
+worse: a keyword model takes a mention for a statement, and an LLM judge can be talked round.
+
+A check sits *beside* a HealthBench-format item (``Rubric.checks``, keyed by criterion), so an LLM
+judge, the report and ``medverify rubrics --out`` still see plain criteria. The
+:class:`EvidenceGrader` answers checked items from the evidence (the explanation cites the turn and
+fact ids) and hands every other item to the configured grader, which keeps the judgement items:
+communication, ethics and the quality of the plan.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, Field
+
+from medverify.cases.closing import ClosingStatement, closing_of
+from medverify.cases.records import CaseRecord, Transcript
+from medverify.grading.protocol import Grader
+from medverify.grading.records import Grade, RubricItem
+from medverify.text.matching import split_sentences, stem, words
+
+
+class RevealedCheck(BaseModel):
+    """Met when the patient revealed at least one of these record facts (asked, examined, ordered).
+
+    History facts are revealed only when a doctor turn asks about them, exam findings when that
+    examination is requested, test results when that test is ordered (the Fact Unit decides).
+    """
+
+    kind: Literal["revealed"] = "revealed"
+    fact_ids: list[str] = Field(min_length=1)
+
+
+class DiagnosisCheck(BaseModel):
+    """Decided by the parsed closing statement.
+
+    ``final``: the single final diagnosis is the record's (hedging over several does not count);
+    ``wrong_final``: a final diagnosis was given and none of the offered ones is the record's;
+    ``considered``: the record's diagnosis is the final one, a hedged candidate or in the
+    differential (and not ruled out); ``alternatives``: the statement names at least one
+    diagnosis besides the final one (a differential, a hedge, or one ruled out).
+    """
+
+    kind: Literal["diagnosis"] = "diagnosis"
+    expect: Literal["final", "wrong_final", "considered", "alternatives"]
+
+
+class ConcludedBeforeCheck(BaseModel):
+    """A fault: a final diagnosis given before enough of these groups of facts were revealed.
+
+    Met when a closing statement exists and at least ``min_missed`` groups had none of their
+    facts revealed before the closing turn. An empty group list means "every exam finding and
+    test result of the record, or any examination or test asked for" as one group.
+    """
+
+    kind: Literal["concluded_before"] = "concluded_before"
+    groups: list[list[str]] = Field(default_factory=list)
+    min_missed: int = Field(1, ge=1)
+
+
+class TerminationCheck(BaseModel):
+    """Met when the consultation ended this way (``turn_limit`` with no closing statement)."""
+
+    kind: Literal["termination"] = "termination"
+    reason: Literal["turn_limit", "patient_left"]
+
+
+class RedFlagCheck(BaseModel):
+    """Met when a doctor turn asks about the red flag, or a fact that matches it was revealed.
+
+    ``addressed=False`` inverts it: the fault "ends the consultation without addressing" it.
+    """
+
+    kind: Literal["red_flag"] = "red_flag"
+    flag: str
+    fact_ids: list[str] = Field(default_factory=list)
+    addressed: bool = True
+
+
+EvidenceCheck = Annotated[
+    RevealedCheck | DiagnosisCheck | ConcludedBeforeCheck | TerminationCheck | RedFlagCheck,
+    Field(discriminator="kind"),
+]
+
+
+class ConsultationEvidence:
+    """What a consultation recorded, read once for all of its checks.
+
+    Args:
+        case: the record the consultation was played from.
+        transcript: the consultation.
+    """
+
+    def __init__(self, case: CaseRecord, transcript: Transcript) -> None:
+        self.case = case
+        self.transcript = transcript
+        self.closing: ClosingStatement = closing_of(transcript)
+        self.first_revealed: dict[str, int] = {}
+        for index, turn in enumerate(transcript.turns):
+            for fact_id in turn.revealed_fact_ids:
+                self.first_revealed.setdefault(fact_id, index)
+        self.findings = {f.id for f in (*case.exam_findings, *case.test_results)}
+        self.requested_at = [
+            i for i, turn in enumerate(transcript.turns) if getattr(turn, "requested", None)
+        ]
+
+    @property
+    def closing_turn(self) -> int | None:
+        """Index of the turn with the closing statement (``None`` when there is none)."""
+        return self.closing.turn if self.closing.found else None
+
+    def revealed_before(self, fact_ids: Sequence[str], end: int | None = None) -> list[str]:
+        """The facts among ``fact_ids`` revealed before turn ``end`` (all turns when ``None``)."""
+        limit = len(self.transcript.turns) if end is None else end
+        return [f for f in fact_ids if self.first_revealed.get(f, limit) < limit]
+
+    def doctor_sentences(self, end: int | None = None) -> list[tuple[int, str]]:
+        """(turn, sentence) of every doctor sentence before turn ``end``."""
+        turns = self.transcript.turns[: len(self.transcript.turns) if end is None else end]
+        return [
+            (i, s)
+            for i, t in enumerate(turns)
+            if t.role == "doctor"
+            for s in split_sentences(t.text.replace(";", ".\n"))
+        ]
+
+
+_STOP = frozenset(
+    {"a", "an", "and", "any", "are", "as", "at", "be", "been", "by", "did", "do", "does"}
+    | {"for", "from", "had", "has", "have", "if", "in", "is", "it", "of", "on", "or", "the"}
+    | {"to", "was", "were", "with", "your", "you"}
+)
+
+
+def _content(text: str) -> set[str]:
+    return {stem(w) for w in words(text) if len(w) > 2 and w not in _STOP}
+
+
+def _cite(evidence: ConsultationEvidence, fact_ids: Sequence[str]) -> str:
+    return ", ".join(f"{f} (turn {evidence.first_revealed[f]})" for f in fact_ids)
+
+
+def _revealed(check: RevealedCheck, ev: ConsultationEvidence) -> Grade:
+    found = ev.revealed_before(check.fact_ids)
+    if found:
+        return Grade(met=True, explanation=f"evidence: revealed {_cite(ev, found)}")
+    return Grade(
+        met=False,
+        explanation=f"evidence: none of {', '.join(check.fact_ids)} was revealed",
+    )
+
+
+def _diagnosis(check: DiagnosisCheck, ev: ConsultationEvidence) -> Grade:
+    closing, truth = ev.closing, ev.case.diagnosis
+    where = f"closing statement (turn {closing.turn})" if closing.found else "no closing statement"
+    if check.expect == "final":
+        met = closing.names_final(truth)
+        said = closing.final or " / ".join(closing.candidates) or "no final diagnosis"
+        why = "hedged over several diagnoses" if closing.hedged else f"states {said!r}"
+    elif check.expect == "wrong_final":
+        met = closing.wrong_final(truth)
+        why = f"offers {' / '.join(closing.candidates) or 'no final diagnosis'}"
+    elif check.expect == "considered":
+        met = closing.considers(truth)
+        why = f"final {closing.candidates}, differential {closing.differential}"
+    else:
+        others = closing.alternatives()
+        met = bool(others)
+        why = f"alternatives named: {others}" if others else "no alternative named"
+    if closing.ruled_out:
+        why += f"; rules out {closing.ruled_out}"
+    return Grade(met=met, explanation=f"evidence: {where}: {why}")
+
+
+def _concluded_before(check: ConcludedBeforeCheck, ev: ConsultationEvidence) -> Grade:
+    end = ev.closing_turn
+    if end is None:
+        return Grade(met=False, explanation="evidence: no final diagnosis was given")
+    groups = check.groups or [sorted(ev.findings)]
+    missed = [g for g in groups if not ev.revealed_before(g, end)]
+    if not check.groups and any(i < end for i in ev.requested_at):
+        missed = []  # an examination or test was asked for, though the record had no finding
+    met = len(missed) >= check.min_missed
+    detail = (
+        f"{len(missed)} of {len(groups)} required fact groups not revealed before turn {end}"
+        if check.groups
+        else ("no examination or test before" if met else "examined or tested before")
+        + f" the diagnosis (turn {end})"
+    )
+    return Grade(met=met, explanation=f"evidence: {detail}")
+
+
+def _termination(check: TerminationCheck, ev: ConsultationEvidence) -> Grade:
+    reason = ev.transcript.termination_reason
+    met = reason == check.reason and not ev.closing.found
+    return Grade(met=met, explanation=f"evidence: the consultation ended by {reason or 'stop'}")
+
+
+def flag_fact_ids(case: CaseRecord, flag: str) -> list[str]:
+    """Record facts that speak to a red flag (at least half of its content words)."""
+    wanted = _content(flag)
+    if not wanted:
+        return []
+    return [
+        f.id
+        for f in case.all_facts()
+        if len(wanted & _content(f"{f.text} {' '.join(f.keywords)}")) * 2 >= len(wanted)
+    ]
+
+
+def _red_flag(check: RedFlagCheck, ev: ConsultationEvidence) -> Grade:
+    # Asking about a flag must come before the conclusion; addressing it may be in the plan too.
+    end = ev.closing_turn if check.addressed else None
+    found = ev.revealed_before(check.fact_ids, end)
+    wanted = _content(check.flag)
+    asked = [
+        (i, s)
+        for i, s in ev.doctor_sentences(end)
+        if wanted
+        and len(wanted & _content(s)) * 2 >= len(wanted)
+        and not re.search(r"\bDIAGNOSIS\s*:", s)
+    ]
+    addressed = bool(found or asked)
+    if found:
+        why = f"revealed {_cite(ev, found)}"
+    elif asked:
+        why = f"asked at turn {asked[0][0]}: {asked[0][1][:80]!r}"
+    else:
+        why = f"no doctor turn asks about {check.flag!r}"
+    met = addressed if check.addressed else not addressed
+    return Grade(met=met, explanation=f"evidence: {why}")
+
+
+def evaluate_check(check: EvidenceCheck, evidence: ConsultationEvidence) -> Grade:
+    """The verdict of one check on one consultation (pure: evidence in, verdict out)."""
+    if isinstance(check, RevealedCheck):
+        return _revealed(check, evidence)
+    if isinstance(check, DiagnosisCheck):
+        return _diagnosis(check, evidence)
+    if isinstance(check, ConcludedBeforeCheck):
+        return _concluded_before(check, evidence)
+    if isinstance(check, TerminationCheck):
+        return _termination(check, evidence)
+    return _red_flag(check, evidence)
+
+
+class EvidenceGrader:
+    """Grades checked items from the consultation's evidence, the rest with ``judge``.
+
+    Args:
+        case: the record.
+        transcript: the consultation.
+        checks: evidence checks by criterion text (``Rubric.checks``).
+        judge: the grader for unchecked items (LLM judge or local grader).
+        judge_checked: send checked items to ``judge`` too (to measure how often the judge
+            agrees with the evidence); the evidence verdict is still what is returned.
+    """
+
+    def __init__(
+        self,
+        case: CaseRecord,
+        transcript: Transcript,
+        checks: Mapping[str, EvidenceCheck],
+        judge: Grader,
+        *,
+        judge_checked: bool = False,
+    ) -> None:
+        self.evidence = ConsultationEvidence(case, transcript)
+        self.checks = dict(checks)
+        self.judge = judge
+        self.judge_checked = judge_checked
+        #: criterion -> (evidence verdict, judge verdict) for checked items the judge also graded
+        self.agreement: dict[str, tuple[bool | None, bool | None]] = {}
+
+    @property
+    def spec(self) -> str:
+        """``evidence+<judge spec>``: checked verdicts never depend on the judge."""
+        return f"evidence+{self.judge.spec}"
+
+    async def grade(
+        self, conversation: Sequence[dict[str, str]], response: str, item: RubricItem
+    ) -> Grade:
+        """The evidence verdict for a checked item, else the judge's."""
+        check = self.checks.get(item.criterion)
+        if check is None:
+            return await self.judge.grade(conversation, response, item)
+        grade = evaluate_check(check, self.evidence)
+        if self.judge_checked:
+            judged = await self.judge.grade(conversation, response, item)
+            self.agreement[item.criterion] = (grade.met, judged.met)
+        return grade
+
+    async def aclose(self) -> None:
+        """The judge is the caller's to close."""

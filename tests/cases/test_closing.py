@@ -1,0 +1,96 @@
+"""The closing statement: what a doctor concluded, told apart from what it merely mentioned."""
+
+from __future__ import annotations
+
+import pytest
+
+from medverify.cases.closing import closing_of, diagnosis_matches, parse_closing
+from medverify.cases.records import Persona, Transcript, Turn
+
+
+def test_mentioning_a_diagnosis_to_reject_it_is_not_stating_it():
+    s = parse_closing("DIAGNOSIS: Epileptic seizure. It is definitely not vasovagal syncope.")
+    assert s.final == "Epileptic seizure"
+    assert s.ruled_out == ["vasovagal syncope"]
+    assert not s.names_final("Vasovagal syncope")
+    assert s.wrong_final("Vasovagal syncope")
+    assert not s.considers("Vasovagal syncope")
+
+
+def test_inline_negation_and_fields_on_one_line():
+    s = parse_closing(
+        "**DIAGNOSIS:** Unstable angina, not stable angina. DIFFERENTIAL: NSTEMI, variant angina "
+        "TESTS: ECG, troponin PLAN: aspirin and admit"
+    )
+    assert s.final == "Unstable angina" and s.ruled_out == ["stable angina"]
+    assert s.differential == ["NSTEMI", "variant angina"]
+    assert s.tests == ["ECG", "troponin"] and s.plan == "aspirin and admit"
+    assert s.names_final("Unstable angina") and not s.names_final("Stable angina")
+
+
+def test_hedging_over_several_diagnoses_states_none_as_final():
+    s = parse_closing("DIAGNOSIS: most likely myasthenia gravis or Lambert-Eaton syndrome")
+    assert s.hedged and s.final is None
+    assert not s.names_final("Myasthenia gravis")
+    assert s.considers("Myasthenia gravis") and not s.wrong_final("Myasthenia gravis")
+    assert s.wrong_final("Multiple sclerosis")
+
+
+def test_free_text_without_the_marker():
+    s = parse_closing("From what you tell me, I think you have a tension headache. Rest helps.")
+    assert s.found and s.final == "tension headache"
+    assert not parse_closing("Have you had any fever?").found
+
+
+def test_a_semicolon_aside_is_not_a_second_diagnosis():
+    s = parse_closing("DIAGNOSIS: Probably a viral infection; nothing serious.\nPLAN: rest")
+    assert s.final == "viral infection" and not s.hedged
+
+
+@pytest.mark.parametrize(
+    ("stated", "truth"),
+    [
+        ("Parkinson's disease", "Parkinson disease"),
+        ("Sjogren's syndrome", "Primary Sjogren’s syndrome"),
+        ("pancreatitis", "Acute pancreatitis"),
+        ("MG", "Myasthenia gravis"),
+        ("BPPV", "Benign paroxysmal positional vertigo"),
+        ("frozen shoulder", "Adhesive capsulitis"),
+        ("CMV retinitis", "Cytomegalovirus retinitis"),
+        ("Pulmonary tuberculosis", "Tuberculosis"),
+        ("uterine fibroids", "Leiomyoma"),
+        ("heart attack", "Myocardial infarction"),
+    ],
+)
+def test_synonyms_abbreviations_and_partial_names_match(stated, truth):
+    assert diagnosis_matches(stated, truth)
+
+
+@pytest.mark.parametrize(
+    ("stated", "truth"),
+    [
+        ("acute viral rhinosinusitis", "Acute bacterial rhinosinusitis"),
+        ("stable angina", "Unstable angina"),
+        ("chronic pancreatitis", "Acute pancreatitis"),
+        ("Beta thalassemia trait", "Alpha-thalassemia trait"),
+        ("Alzheimer's dementia", "Vascular dementia"),
+        ("pancreatic cancer", "Acute pancreatitis"),
+        ("meningitis", "Listeriosis"),
+        ("", "Listeriosis"),
+    ],
+)
+def test_a_different_diagnosis_does_not_match(stated, truth):
+    assert not diagnosis_matches(stated, truth)
+
+
+def test_the_closing_turn_is_found_in_a_transcript():
+    turns = [
+        Turn(role="patient", text="I feel dizzy."),
+        Turn(role="doctor", text="When does it happen?"),
+        Turn(role="patient", text="When I roll over in bed."),
+        Turn(role="doctor", text="DIAGNOSIS: BPPV\nPLAN: Epley manoeuvre"),
+    ]
+    t = Transcript(case_id="x", persona=Persona(), turns=turns, final_diagnosis="BPPV")
+    s = closing_of(t)
+    assert s.turn == 3 and s.names_final("Benign paroxysmal positional vertigo")
+    assert not closing_of(Transcript(case_id="x", persona=Persona(), turns=turns[:3])).found

@@ -1,0 +1,121 @@
+"""Evidence checks: rubric items decided from what the consultation recorded.
+
+The doctors here ask in plain words, written without reading the record's keywords, so an item is
+met only when the Fact Unit understood an ordinary question and revealed the fact behind it.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from medverify.cases.loading import load_bundled_cases
+from medverify.consult.task import ConsultationTask
+from medverify.grading import Grade
+from medverify.grading.evidence import (
+    ConcludedBeforeCheck,
+    ConsultationEvidence,
+    DiagnosisCheck,
+    RevealedCheck,
+    evaluate_check,
+)
+
+CASES = {c.id: c for c in load_bundled_cases()}
+
+
+class Abstain:
+    """A judge that must not be asked about checked items."""
+
+    spec = "abstain"
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
+    async def grade(self, conversation, response, item):
+        self.asked.append(item.criterion)
+        return Grade(met=False, explanation="not judged")
+
+    async def aclose(self) -> None:
+        pass
+
+
+async def consult(case_id: str, turns: list[str]):
+    task = ConsultationTask(case=CASES[case_id], max_turns=len(turns) + 1)
+    env = task.environment()
+    env.opening()
+    for text in turns:
+        if env.is_finished():
+            break
+        await env.respond(text)
+    return task, env.transcript
+
+
+PLAIN = [
+    "What brought you in today?",
+    "Is there anything that makes it better or worse?",
+    "Have you noticed any weakness in your arms?",
+    "Do you smoke or drink alcohol?",
+    "I'd like to look at your eyes and eyelids now.",
+    "Let me test how strong your arms and legs are.",
+]
+
+
+async def test_plain_questions_are_credited_from_the_facts_they_revealed():
+    task, transcript = await consult(
+        "agentclinic-medqa-001", [*PLAIN, "DIAGNOSIS: Myasthenia gravis\nPLAN: neurology referral"]
+    )
+    judge = Abstain()
+    rubric = await task.rubric(transcript)
+    scored = await task.score(transcript, judge, rubric=rubric)
+    by_text = {v.criterion: v for v in scored.verdicts}
+    final = next(c for c in by_text if c.startswith("States Myasthenia gravis"))
+    assert by_text[final].met and "turn" in by_text[final].explanation
+    wrong = next(c for c in by_text if c.startswith("Gives a final diagnosis other than"))
+    assert by_text[wrong].met is False
+    # the exam items it asked for are met, each citing a revealed finding id
+    exams = [v for c, v in by_text.items() if c.startswith("Examines") and c in rubric.checks]
+    assert exams and any(v.met and "revealed" in v.explanation for v in exams)
+    # checked items never reached the judge
+    assert not set(judge.asked) & set(rubric.checks)
+    assert scored.evidence_checked == len(rubric.checks) > 5
+    assert scored.scan.diagnosis_final and scored.scan.inquiry and scored.scan.inquiry > 0
+
+
+async def test_naming_and_rejecting_the_right_diagnosis_is_a_wrong_diagnosis():
+    task, transcript = await consult(
+        "agentclinic-medqa-001",
+        [*PLAIN[:3], "DIAGNOSIS: Multiple sclerosis. It is definitely not myasthenia gravis."],
+    )
+    scored = await task.score(transcript, Abstain())
+    by_text = {v.criterion: v for v in scored.verdicts}
+    assert not next(v for c, v in by_text.items() if c.startswith("States Myasthenia")).met
+    assert next(v for c, v in by_text.items() if c.startswith("Gives a final diagnosis")).met
+    assert not scored.scan.diagnosis_final and not scored.scan.diagnosis_in_differential
+
+
+async def test_concluding_without_examining_is_a_fault_and_examining_clears_it():
+    _, guess = await consult("agentclinic-medqa-001", ["DIAGNOSIS: Myasthenia gravis"])
+    check = ConcludedBeforeCheck()
+    case = CASES["agentclinic-medqa-001"]
+    assert evaluate_check(check, ConsultationEvidence(case, guess)).met
+    _, careful = await consult("agentclinic-medqa-001", [PLAIN[4], "DIAGNOSIS: Myasthenia gravis"])
+    assert not evaluate_check(check, ConsultationEvidence(case, careful)).met
+
+
+async def test_an_examination_the_record_lacks_still_counts_as_examining():
+    case = CASES["agentclinic-medqa-001"]
+    _, t = await consult("agentclinic-medqa-001", ["Let me check your ears.", "DIAGNOSIS: MG"])
+    ev = ConsultationEvidence(case, t)
+    if not any(turn.requested for turn in t.turns):
+        pytest.skip("the record has an ear finding")
+    assert not evaluate_check(ConcludedBeforeCheck(), ev).met
+
+
+async def test_unasked_facts_are_not_credited():
+    case = CASES["agentclinic-medqa-001"]
+    _, t = await consult("agentclinic-medqa-001", ["How are you?", "DIAGNOSIS: flu"])
+    ev = ConsultationEvidence(case, t)
+    unasked = [f.id for f in case.facts if f.id not in t.revealed()]
+    assert len(unasked) >= 3
+    assert evaluate_check(RevealedCheck(fact_ids=unasked), ev).met is False
+    verdict = evaluate_check(DiagnosisCheck(expect="alternatives"), ev)
+    assert verdict.met is False and "no alternative" in verdict.explanation

@@ -11,6 +11,7 @@ from medverify.consult.bench import ConsultBench, make_units
 from medverify.consult.pipeline import scripted_factory
 from medverify.consult.task import ConsultationTask
 from medverify.grading import Grade, RubricItem
+from medverify.grading.evidence import DetectorCheck
 from medverify.runs.store import RunStore
 from medverify.train.rewards import ConsultationReward, RubricScorer
 
@@ -85,10 +86,11 @@ async def test_a_failed_verdict_leaves_the_consultation_unscored():
     rubric = await task.rubric(transcript)
     scored = await task.score(transcript, Failing(), rubric=rubric)
     assert scored.score is None and scored.reward() is None
-    judged = [v for v in scored.verdicts if v.criterion not in rubric.checks]
+    evidence = {c for c, check in rubric.checks.items() if not isinstance(check, DetectorCheck)}
+    judged = [v for v in scored.verdicts if v.criterion not in evidence]
     assert judged and all(v.met is None and v.error for v in judged)
     # evidence-checked items need no judge, so they still have verdicts
-    assert all(v.met is not None for v in scored.verdicts if v.criterion in rubric.checks)
+    assert all(v.met is not None for v in scored.verdicts if v.criterion in evidence)
     # the process measures are still there: they need no grader
     assert scored.process.doctor_turns >= 1
 

@@ -53,7 +53,7 @@ def test_partial_history_names_only_what_was_never_asked(mg_case: CaseRecord) ->
     turns.append(("doctor", "DIAGNOSIS: Myasthenia gravis", []))
     added = _added(mg_case, transcript_of(mg_case, turns, termination_reason="diagnosis"))
     assert [i.criterion for i in added] == [
-        f"States a final diagnosis without having asked about {first.phrase}"
+        f"States a final diagnosis without having asked {first.phrase}"
     ]
 
 

@@ -187,7 +187,7 @@ async def test_consultation_reward_combines_rubric_and_process(case):
     )
     assert grader.calls > 0
     assert out[0] > out[1]
-    # a consultation's score is not clipped (HealthBench clips only the mean): faults can make it < 0
+    # a consultation's score is not clipped (HealthBench clips only the mean): it can be < 0
     assert out[1] < out[0] <= 1.0
 
 

@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from medverify.cases.loading import load_bundled_cases, load_case_arg, load_cases
 from medverify.cases.records import CaseRecord, Turn
 from medverify.cli_common import (
     ApiKeyOpt,
@@ -50,8 +51,6 @@ def select_cases(
     cases_path: Path | None, case_ids: list[str] | None, limit: int | None
 ) -> list[CaseRecord]:
     """Cases from a file or folder (default: the bundled ones), filtered by id, capped."""
-    from medverify.cases.loading import load_bundled_cases, load_case_arg, load_cases
-
     if cases_path is None and case_ids:
         cases = [load_case_arg(c) for c in case_ids]
     else:
@@ -79,12 +78,20 @@ def results_table(results: ConsultResults) -> Table:
     table.add_column("n", justify="right")
     o = results.overall
     table.add_row("overall", _fmt(o.score), _fmt(o.std), str(o.n), style="bold")
+    missing = "not measured offline" if results.grader.strip() == "local" else "–"
     for dim in DIMENSIONS:
         stat = results.dimensions.get(dim)
         if stat is None:
-            table.add_row(dim.replace("_", " "), "–", "–", "0")
+            table.add_row(dim.replace("_", " "), missing, "", "0")
         else:
             table.add_row(dim.replace("_", " "), _fmt(stat.score), _fmt(stat.std), str(stat.n))
+    s = results.scan
+    table.add_section()
+    table.add_row("inquiry (checklist recall)", _fmt(s.get("inquiry")), "", "")
+    table.add_row("exams and tests: recall", _fmt(s.get("exam_tests_recall")), "", "")
+    table.add_row("exams and tests: precision", _fmt(s.get("exam_tests_precision")), "", "")
+    table.add_row("diagnosis: final correct", _fmt(s.get("diagnosis_final")), "", "")
+    table.add_row("diagnosis: in differential", _fmt(s.get("diagnosis_in_differential")), "", "")
     p = results.process
     table.add_section()
     table.add_row("diagnosis named (rate)", _fmt(p.diagnosis_correct_rate), "", str(p.n))

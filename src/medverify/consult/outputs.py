@@ -55,7 +55,22 @@ def case_summary(unit: ConsultUnit, outcome: UnitOutcome, example: ExampleResult
         termination_reason=p.termination_reason,
         n_criteria=len(outcome.rubric),
         n_grading_failures=example.n_failures,
+        scan=outcome.scored.scan,
+        n_evidence_checked=outcome.scored.evidence_checked,
+        n_not_measured=len(outcome.scored.not_measured),
     )
+
+
+def summarize_scan(outcomes: Sequence[UnitOutcome]) -> dict[str, float | None]:
+    """Mean SCAN-style sub-scores over consultations (each over those where it applies)."""
+    scans = [o.scored.scan for o in outcomes]
+    out: dict[str, float | None] = {}
+    for name in ("inquiry", "exam_tests_recall", "exam_tests_precision"):
+        values = [v for s in scans if (v := getattr(s, name)) is not None]
+        out[name] = sum(values) / len(values) if values else None
+    for name in ("diagnosis_final", "diagnosis_in_differential"):
+        out[name] = sum(float(getattr(s, name)) for s in scans) / len(scans) if scans else None
+    return out
 
 
 def summarize_consult(
@@ -93,6 +108,7 @@ def summarize_consult(
             if tag.startswith(DIMENSION_PREFIX)
         },
         process=summarize_process([o.process for o in outcomes]),
+        scan=summarize_scan(outcomes),
         cases=[case_summary(by_key[o.key], o, e) for o, e in zip(outcomes, examples, strict=True)],
         failed_units=dict(failed_units or {}),
     )

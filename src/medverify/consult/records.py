@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 
 from medverify.cases.records import CaseRecord, Persona, Transcript
 from medverify.consult.process import ProcessMetrics, ProcessSummary
-from medverify.consult.task import ConsultationScore
+from medverify.consult.task import ConsultationScore, ScanScores
 from medverify.grading.records import RubricItem
 from medverify.grading.results import RunResults
 from medverify.grading.scoring import Stat
@@ -68,6 +68,9 @@ class CaseSummary(BaseModel):
     termination_reason: str | None
     n_criteria: int
     n_grading_failures: int
+    scan: ScanScores = Field(default_factory=ScanScores)
+    n_evidence_checked: int = 0
+    n_not_measured: int = 0
 
 
 class ConsultResults(RunResults):
@@ -77,5 +80,6 @@ class ConsultResults(RunResults):
     rubric_writer: str | None
     dimensions: dict[str, Stat]
     process: ProcessSummary
+    scan: dict[str, float | None] = Field(default_factory=dict)
     cases: list[CaseSummary]
     failed_units: dict[str, str] = Field(default_factory=dict)

@@ -27,10 +27,11 @@ from medverify.cases.records import CaseRecord, Persona, Transcript, Turn
 from medverify.consult.process import ProcessMetrics, process_metrics
 from medverify.consult.render import grader_input
 from medverify.grading import Grader, grade_rubric
+from medverify.grading.consultation_grader import ConsultationGrader, is_offline
 from medverify.grading.evidence import (
     ConsultationEvidence,
+    DetectorCheck,
     EvidenceCheck,
-    EvidenceGrader,
     RevealedCheck,
 )
 from medverify.grading.grade_rubric import VerdictMemo
@@ -115,7 +116,9 @@ class ConsultationScore(BaseModel):
         process: what the consultation did, measured without a grader.
         scan: SCAN-style sub-scores (inquiry, examinations and tests, diagnosis).
         evidence_checked: how many items the consultation's evidence decided (the rest went
-            to the grader).
+            to the grader, or offline to a detector).
+        not_measured: criteria the offline verifier cannot decide (judgement items without a
+            detector); they are left out of ``score`` and ``metrics``.
         judge_agreement: with ``judge_checked``, the share of evidence-checked items on which
             the grader agreed with the evidence (``None`` otherwise).
     """
@@ -126,6 +129,7 @@ class ConsultationScore(BaseModel):
     process: ProcessMetrics
     scan: ScanScores = Field(default_factory=ScanScores)
     evidence_checked: int = 0
+    not_measured: list[str] = Field(default_factory=list)
     judge_agreement: float | None = None
 
     @property
@@ -245,7 +249,9 @@ class ConsultationTask(BaseModel):
             example_tags: tags of the consultation as a whole (``persona:...``), scored like
                 HealthBench's example tags.
             evidence: decide the rubric's evidence-checked items from the consultation record
-                (:mod:`medverify.grading.evidence`) instead of asking ``grader``.
+                (:mod:`medverify.grading.evidence`) instead of asking ``grader``; with the
+                offline local grader, judgement items go to the offline detectors or are
+                reported as not measured (:mod:`medverify.grading.consultation_grader`).
             judge_checked: ask ``grader`` about the checked items too and report how often it
                 agrees with the evidence (the evidence verdict is still the one scored).
             max_items: grade only the first N items (cheap smoke runs).
@@ -255,20 +261,24 @@ class ConsultationTask(BaseModel):
         items = list(rubric.items)[:max_items] if max_items else list(rubric.items)
         checks = rubric.checks if evidence else {}
         judge: Grader = grader
-        evidence_grader = None
-        if checks:
-            evidence_grader = EvidenceGrader(
+        routed = None
+        if checks or (evidence and is_offline(grader)):
+            routed = ConsultationGrader(
                 self.case, transcript, checks, grader, judge_checked=judge_checked
             )
-            judge = evidence_grader
+            judge = routed
         conversation, response = grader_input(self.case, transcript)
         verdicts = await grade_rubric(judge, conversation, response, items, memo=memo, limit=limit)
+        # Abstentions (not measured offline) are left out of the score, never counted as unmet.
+        measured = [(i, v) for i, v in zip(items, verdicts, strict=True) if v.measured]
         metrics: dict[str, float] = {}
-        if verdicts and all(v.met is not None for v in verdicts):
-            metrics = example_metrics(items, [bool(v.met) for v in verdicts], list(example_tags))
+        if measured and all(v.met is not None for _, v in measured):
+            metrics = example_metrics(
+                [i for i, _ in measured], [bool(v.met) for _, v in measured], list(example_tags)
+            )
         agreement = None
-        if evidence_grader is not None and evidence_grader.agreement:
-            pairs = list(evidence_grader.agreement.values())
+        if routed is not None and routed.agreement:
+            pairs = list(routed.agreement.values())
             agreement = sum(1 for e, j in pairs if e == j) / len(pairs)
         return ConsultationScore(
             verdicts=verdicts,
@@ -276,6 +286,11 @@ class ConsultationTask(BaseModel):
             metrics=metrics,
             process=process_metrics(self.case, transcript),
             scan=scan_scores(self.case, transcript, rubric.checks, verdicts),
-            evidence_checked=sum(1 for i in items if i.criterion in checks),
+            evidence_checked=sum(
+                1
+                for i in items
+                if i.criterion in checks and not isinstance(checks[i.criterion], DetectorCheck)
+            ),
+            not_measured=[v.criterion for v in verdicts if not v.measured],
             judge_agreement=agreement,
         )

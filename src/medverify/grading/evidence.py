@@ -18,15 +18,14 @@ communication, ethics and the quality of the plan.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
 from medverify.cases.closing import ClosingStatement, closing_of
 from medverify.cases.records import CaseRecord, Transcript
-from medverify.grading.protocol import Grader
-from medverify.grading.records import Grade, RubricItem
+from medverify.grading.records import Grade
 from medverify.text.matching import split_sentences, stem, words
 
 
@@ -87,8 +86,23 @@ class RedFlagCheck(BaseModel):
     addressed: bool = True
 
 
+class DetectorCheck(BaseModel):
+    """A judgement item that an offline detector can decide (:mod:`medverify.grading.detectors`).
+
+    With an LLM judge configured, the judge decides it; offline, the detector does.
+    """
+
+    kind: Literal["detector"] = "detector"
+    detector: str
+
+
 EvidenceCheck = Annotated[
-    RevealedCheck | DiagnosisCheck | ConcludedBeforeCheck | TerminationCheck | RedFlagCheck,
+    RevealedCheck
+    | DiagnosisCheck
+    | ConcludedBeforeCheck
+    | TerminationCheck
+    | RedFlagCheck
+    | DetectorCheck,
     Field(discriminator="kind"),
 ]
 
@@ -110,9 +124,7 @@ class ConsultationEvidence:
             for fact_id in turn.revealed_fact_ids:
                 self.first_revealed.setdefault(fact_id, index)
         self.findings = {f.id for f in (*case.exam_findings, *case.test_results)}
-        self.requested_at = [
-            i for i, turn in enumerate(transcript.turns) if getattr(turn, "requested", None)
-        ]
+        self.requested_at = [i for i, turn in enumerate(transcript.turns) if turn.requested]
 
     @property
     def closing_turn(self) -> int | None:
@@ -142,7 +154,8 @@ _STOP = frozenset(
 )
 
 
-def _content(text: str) -> set[str]:
+def content_stems(text: str) -> set[str]:
+    """Stems of the content words of a text (function words dropped)."""
     return {stem(w) for w in words(text) if len(w) > 2 and w not in _STOP}
 
 
@@ -208,13 +221,13 @@ def _termination(check: TerminationCheck, ev: ConsultationEvidence) -> Grade:
 
 def flag_fact_ids(case: CaseRecord, flag: str) -> list[str]:
     """Record facts that speak to a red flag (at least half of its content words)."""
-    wanted = _content(flag)
+    wanted = content_stems(flag)
     if not wanted:
         return []
     return [
         f.id
         for f in case.all_facts()
-        if len(wanted & _content(f"{f.text} {' '.join(f.keywords)}")) * 2 >= len(wanted)
+        if len(wanted & content_stems(f"{f.text} {' '.join(f.keywords)}")) * 2 >= len(wanted)
     ]
 
 
@@ -222,12 +235,12 @@ def _red_flag(check: RedFlagCheck, ev: ConsultationEvidence) -> Grade:
     # Asking about a flag must come before the conclusion; addressing it may be in the plan too.
     end = ev.closing_turn if check.addressed else None
     found = ev.revealed_before(check.fact_ids, end)
-    wanted = _content(check.flag)
+    wanted = content_stems(check.flag)
     asked = [
         (i, s)
         for i, s in ev.doctor_sentences(end)
         if wanted
-        and len(wanted & _content(s)) * 2 >= len(wanted)
+        and len(wanted & content_stems(s)) * 2 >= len(wanted)
         and not re.search(r"\bDIAGNOSIS\s*:", s)
     ]
     addressed = bool(found or asked)
@@ -242,7 +255,13 @@ def _red_flag(check: RedFlagCheck, ev: ConsultationEvidence) -> Grade:
 
 
 def evaluate_check(check: EvidenceCheck, evidence: ConsultationEvidence) -> Grade:
-    """The verdict of one check on one consultation (pure: evidence in, verdict out)."""
+    """The verdict of one evidence check on one consultation (pure: evidence in, verdict out).
+
+    Raises:
+        TypeError: a detector check (judgement: see :mod:`medverify.grading.detectors`).
+    """
+    if isinstance(check, DetectorCheck):
+        raise TypeError("a detector check is judgement, not evidence")
     if isinstance(check, RevealedCheck):
         return _revealed(check, evidence)
     if isinstance(check, DiagnosisCheck):
@@ -252,53 +271,3 @@ def evaluate_check(check: EvidenceCheck, evidence: ConsultationEvidence) -> Grad
     if isinstance(check, TerminationCheck):
         return _termination(check, evidence)
     return _red_flag(check, evidence)
-
-
-class EvidenceGrader:
-    """Grades checked items from the consultation's evidence, the rest with ``judge``.
-
-    Args:
-        case: the record.
-        transcript: the consultation.
-        checks: evidence checks by criterion text (``Rubric.checks``).
-        judge: the grader for unchecked items (LLM judge or local grader).
-        judge_checked: send checked items to ``judge`` too (to measure how often the judge
-            agrees with the evidence); the evidence verdict is still what is returned.
-    """
-
-    def __init__(
-        self,
-        case: CaseRecord,
-        transcript: Transcript,
-        checks: Mapping[str, EvidenceCheck],
-        judge: Grader,
-        *,
-        judge_checked: bool = False,
-    ) -> None:
-        self.evidence = ConsultationEvidence(case, transcript)
-        self.checks = dict(checks)
-        self.judge = judge
-        self.judge_checked = judge_checked
-        #: criterion -> (evidence verdict, judge verdict) for checked items the judge also graded
-        self.agreement: dict[str, tuple[bool | None, bool | None]] = {}
-
-    @property
-    def spec(self) -> str:
-        """``evidence+<judge spec>``: checked verdicts never depend on the judge."""
-        return f"evidence+{self.judge.spec}"
-
-    async def grade(
-        self, conversation: Sequence[dict[str, str]], response: str, item: RubricItem
-    ) -> Grade:
-        """The evidence verdict for a checked item, else the judge's."""
-        check = self.checks.get(item.criterion)
-        if check is None:
-            return await self.judge.grade(conversation, response, item)
-        grade = evaluate_check(check, self.evidence)
-        if self.judge_checked:
-            judged = await self.judge.grade(conversation, response, item)
-            self.agreement[item.criterion] = (grade.met, judged.met)
-        return grade
-
-    async def aclose(self) -> None:
-        """The judge is the caller's to close."""

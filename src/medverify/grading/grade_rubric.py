@@ -111,6 +111,7 @@ def _verdict(item: RubricItem, grade: Grade) -> CriterionVerdict:
         met=grade.met,
         explanation=grade.explanation,
         error=grade.error,
+        measured=grade.measured,
     )
 
 

@@ -36,14 +36,20 @@ class RubricItem(BaseModel):
 
 
 class Grade(BaseModel):
-    """The grader's verdict on one criterion; ``met`` is ``None`` when grading failed."""
+    """The grader's verdict on one criterion; ``met`` is ``None`` when grading failed.
+
+    ``measured=False`` (with ``met=None``) is an abstention: the grader cannot decide this kind
+    of criterion (the offline verifier on a judgement item). It is not a failure: nothing is
+    retried, and the item is left out of the score and reported as not measured.
+    """
 
     met: bool | None
     explanation: str = ""
     error: str | None = None
     attempts: int = 1
+    measured: bool = True
 
     @property
     def failed(self) -> bool:
-        """Whether no verdict could be obtained."""
-        return self.met is None
+        """Whether no verdict could be obtained (an abstention is not a failure)."""
+        return self.met is None and self.measured

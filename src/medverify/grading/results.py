@@ -2,7 +2,10 @@
 
 Shared by HealthBench and the consultation benchmark, and read by the HTML report. The top level
 of ``results.json`` is fixed (tools parse it): ``overall``, ``tags``, ``model``, ``grader``,
-``n_grading_failures``, ``usage``, ``cost_estimate_usd``, ``medverify_version``, ``data_sha256``.
+``n_grading_failures``, ``usage``, ``cost_estimate_usd``, ``medverify_version``, ``data_sha256``;
+one optional field is added only when it applies: ``grader_validity``, on a run whose grader's
+scores are not comparable to the benchmark's own judge (``healthbench --grader local``):
+``{"comparable": false, "reason": ..., "agreement": {measured figures} or null}``.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SerializerFunctionWrapHandler, model_serializer
 
 from medverify import __version__
 from medverify.backends.base import UsageMeter
@@ -26,6 +29,7 @@ class CriterionVerdict(BaseModel):
     met: bool | None
     explanation: str = ""
     error: str | None = None
+    measured: bool = True
 
 
 class ExampleResult(BaseModel):
@@ -42,8 +46,16 @@ class ExampleResult(BaseModel):
 
     @property
     def n_failures(self) -> int:
-        """Criteria whose grading failed."""
-        return sum(1 for v in self.verdicts if v.met is None)
+        """Criteria whose grading failed (abstentions are not failures)."""
+        return sum(1 for v in self.verdicts if v.met is None and v.measured)
+
+
+class GraderValidity(BaseModel):
+    """Whether a run's scores can be compared to the benchmark's own judge, and why not."""
+
+    comparable: bool
+    reason: str
+    agreement: dict[str, Any] | None = None
 
 
 class RunResults(BaseModel):
@@ -58,6 +70,15 @@ class RunResults(BaseModel):
     cost_estimate_usd: float | None
     medverify_version: str
     data_sha256: str
+    grader_validity: GraderValidity | None = None
+
+    @model_serializer(mode="wrap")
+    def _without_unset_note(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Leave ``grader_validity`` out when there is no note (the fixed fields stay exact)."""
+        data = handler(self)
+        if isinstance(data, dict) and data.get("grader_validity", 0) is None:
+            data.pop("grader_validity")
+        return data
 
 
 def summarize(

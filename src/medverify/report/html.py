@@ -111,6 +111,7 @@ details.example[open] > summary { border-bottom: 1px solid var(--line); }
 .verdict.good { color: var(--good); }
 .verdict.bad { color: var(--bad); }
 .verdict.fail { color: var(--warn); }
+.verdict.na { color: var(--muted); }
 .error { color: var(--warn); font-size: 13px; overflow-wrap: anywhere; }
 .explanation { color: #3e4c59; font-size: 13px; overflow-wrap: anywhere; }
 .muted { color: var(--muted); }
@@ -268,6 +269,11 @@ _HINTS = {  # (met, negative criterion) -> what the verdict did to the score
 
 
 def _verdict_cell(v: CriterionVerdict) -> str:
+    if not v.measured:
+        return (
+            f'<td><span class="verdict na" title="{_e(v.explanation)}">not measured offline'
+            "</span></td>"
+        )
     if v.met is None:
         error = f'<div class="error">{_e(v.error)}</div>' if v.error else ""
         return f'<td><span class="verdict fail">grading failed</span>{error}</td>'

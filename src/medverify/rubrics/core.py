@@ -34,7 +34,13 @@ from medverify.rubrics.dimensions.communication import communication_items
 from medverify.rubrics.dimensions.consultation import consultation_items
 from medverify.rubrics.dimensions.diagnostic import diagnostic_items
 from medverify.rubrics.dimensions.ethics import ethics_items
-from medverify.rubrics.dimensions.shared import CoreBuild, CoreOptions, HistoryTarget, group_of
+from medverify.rubrics.dimensions.shared import (
+    CoreBuild,
+    CoreOptions,
+    HistoryTarget,
+    attach_detectors,
+    group_of,
+)
 from medverify.rubrics.dimensions.treatment import treatment_items
 from medverify.rubrics.records import Rubric
 from medverify.rubrics.transcript import transcript_items
@@ -69,6 +75,7 @@ def build_core(
     communication_items(case, build)
     sexual = any(group_of(f) == "sexual" for f in case.facts)
     ethics_items(case, build, sexual)
+    attach_detectors(build)
     if transcript is not None:
         for transcript_item, check in transcript_items(case, transcript, build.targets):
             build.add(transcript_item, "transcript", check)

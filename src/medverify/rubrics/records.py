@@ -20,7 +20,7 @@ from medverify.grading.evidence import EvidenceCheck
 from medverify.grading.records import RubricItem
 
 #: Bumped whenever the deterministic core would produce different items for the same case.
-GENERATOR_VERSION = "1.0"
+GENERATOR_VERSION = "1.1"
 
 Dimension = Literal[
     "diagnostic_accuracy",

@@ -84,7 +84,7 @@ def transcript_items(
             out.append(
                 (
                     item(
-                        f"States a final diagnosis without having asked about {target.phrase}",
+                        f"States a final diagnosis without having asked {target.phrase}",
                         points,
                         "consultation_logic",
                         "completeness",

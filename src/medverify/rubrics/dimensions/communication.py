@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 
 from medverify.cases.records import CaseRecord
-from medverify.rubrics.dimensions.shared import CoreBuild
+from medverify.rubrics.dimensions.shared import CoreBuild, cannot_converse
 from medverify.rubrics.records import item
 
 
@@ -39,23 +39,25 @@ def communication_items(case: CaseRecord, build: CoreBuild) -> None:
             "communication_quality",
         )
     )
-    feeling = (persona.emotional_state if persona else "") or "worried"
-    build.add(
-        item(
-            f"Acknowledges the patient's feelings (the patient is {feeling}) with empathy",
-            3,
-            "communication_empathy",
-            "communication_quality",
+    # A patient who cannot talk voices no feelings and has no understanding to check.
+    if not cannot_converse(case):
+        feeling = (persona.emotional_state if persona else "") or "worried"
+        build.add(
+            item(
+                f"Acknowledges the patient's feelings (the patient is {feeling}) with empathy",
+                3,
+                "communication_empathy",
+                "communication_quality",
+            )
         )
-    )
-    build.add(
-        item(
-            "Checks the patient's understanding or invites questions",
-            2,
-            "communication_empathy",
-            "communication_quality",
+        build.add(
+            item(
+                "Checks the patient's understanding or invites questions",
+                2,
+                "communication_empathy",
+                "communication_quality",
+            )
         )
-    )
     if case.demographics.age < 16:
         build.add(
             item(

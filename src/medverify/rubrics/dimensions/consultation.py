@@ -46,6 +46,53 @@ from medverify.text.matching import contains_term
 # history
 
 
+#: Facts that are the visit's setting or an observation, not something a doctor asks about.
+_NOT_ASKED = re.compile(
+    r"\b(?:presents? (?:to|with)|presenting (?:to|with)|is brought|was brought|brought (?:him|her|"
+    r"them|the child|in|to)|comes to (?:the|his|her)|came to (?:the|his|her)|here for|"
+    r"(?:appears?|appeared|looks?|seemed) (?:\w+ )?(?:anxious|weak|lethargic|toxic|unwell|ill|"
+    r"distressed|unable|pale|tired|uncomfortable|in (?:acute )?distress)|is present|are present|"
+    r"observed|on examination)\b|^\s*(?:an? )?\d+[- ](?:year|month|week|day)[- ]old\b",
+    re.IGNORECASE,
+)
+_PARTICIPLE = re.compile(
+    r"^(?:involved|treated|diagnosed|admitted|released|hospitali[sz]ed|seen|prescribed|"
+    r"started on|exposed|bitten|injured|vaccinated|born|medicated)\b",
+    re.IGNORECASE,
+)
+_VERB_FIRST = re.compile(
+    r"^(?:used to|has|had|have|gets|got|lost|gained|feels|felt|experienced|experiences|reports|"
+    r"notes|denies|smokes|drinks|takes|took|works|lives|lived|attends|scratches|worries|"
+    r"developed|became|started|began|noticed|faced|finds|wakes|needs|to)\b",
+    re.IGNORECASE,
+)
+_FINITE = re.compile(
+    r"\b(?:is|are|was|were|has|have|had|gets|got|used to|resolves|resolved|lasts|occurs?|"
+    r"started|starts|began|begins|developed|became|becomes|presents|reports|notes|states|feels|"
+    r"felt|worries|scratches|attends|appears|seemed|noticed|struggled|includes|needs|finds|"
+    r"continued|changed|happens?|comes|went|lives|lived|works|smokes|drinks|takes|took|lost)\b",
+    re.IGNORECASE,
+)
+
+
+def asked_about(phrase: str) -> str:
+    """``about <noun phrase>``, or ``whether <clause>`` when the record's words are a clause.
+
+    "Asks about pain resolves on its own" reads as a finding turned into a question; "Asks
+    whether the pain resolves on its own" is what a doctor asks.
+    """
+    if not phrase:
+        return phrase
+    if _PARTICIPLE.match(phrase):
+        return f"whether the patient was {phrase}"
+    if _VERB_FIRST.match(phrase):
+        clause = re.sub(r"^to\s+", "", phrase, flags=re.IGNORECASE)
+        return f"whether the patient {'has to ' if clause != phrase else ''}{clause}"
+    if _FINITE.search(phrase):
+        return f"whether {phrase}"
+    return f"about {phrase}"
+
+
 def _history_targets(case: CaseRecord) -> list[HistoryTarget]:
     """Every history item the record supports: one per key single fact, one per question group."""
     cc = [case.chief_complaint]
@@ -63,7 +110,7 @@ def _history_targets(case: CaseRecord) -> list[HistoryTarget]:
     targets: list[HistoryTarget] = []
 
     for fact in singles:
-        if is_uninformative(fact.text):
+        if is_uninformative(fact.text) or _NOT_ASKED.search(fact.text):
             continue
         phrase = topic_of(fact.text, cc)
         if not phrase:
@@ -75,10 +122,15 @@ def _history_targets(case: CaseRecord) -> list[HistoryTarget]:
         score = (2.0 if negative else 3.0) + min(n_specific, 4) * 0.5
         points = 3 if negative else (5 if n_specific >= 3 else 4)
         suffix = " (pertinent negatives)" if negative else ""
-        short = topic_of(fact.text, cc, max_clauses=1)
+        short = asked_about(topic_of(fact.text, cc, max_clauses=1))
         targets.append(
             HistoryTarget(
-                short, f"Asks about {phrase}{suffix}", points, [fact.id], score, order[fact.id]
+                short,
+                f"Asks {asked_about(phrase)}{suffix}",
+                points,
+                [fact.id],
+                score,
+                order[fact.id],
             )
         )
 
@@ -89,6 +141,7 @@ def _history_targets(case: CaseRecord) -> list[HistoryTarget]:
             f
             for f in facts
             if not is_uninformative(f.text)
+            and not _NOT_ASKED.search(f.text)
             and not (is_negative(f.text) and f.category != "allergy")
         ]
         examples = "; ".join(
@@ -96,7 +149,7 @@ def _history_targets(case: CaseRecord) -> list[HistoryTarget]:
         )
         if name == "medication":
             drugs = drug_terms(case, facts)
-            phrase = "current medications"
+            phrase = "about current medications"
             crit = "Asks what medications the patient is taking"
             if drugs:
                 crit += f", such as {join_or(drugs[:4])}"
@@ -113,7 +166,7 @@ def _history_targets(case: CaseRecord) -> list[HistoryTarget]:
         elif name == "allergy":
             targets.append(
                 HistoryTarget(
-                    "drug allergies",
+                    "about drug allergies",
                     "Asks whether the patient has any drug allergies",
                     4,
                     ids,
@@ -124,13 +177,15 @@ def _history_targets(case: CaseRecord) -> list[HistoryTarget]:
         elif name == "family":
             crit = "Asks about family history" + (f", such as {examples}" if examples else "")
             targets.append(
-                HistoryTarget("family history", crit, 2 if not examples else 3, ids, 2.5, first)
+                HistoryTarget(
+                    "about family history", crit, 2 if not examples else 3, ids, 2.5, first
+                )
             )
         elif name == "pmh":
             crit = "Asks about past medical history" + (f", such as {examples}" if examples else "")
             targets.append(
                 HistoryTarget(
-                    "past medical history",
+                    "about past medical history",
                     crit,
                     3 if examples else 2,
                     ids,
@@ -143,12 +198,12 @@ def _history_targets(case: CaseRecord) -> list[HistoryTarget]:
                 f", such as {examples}" if examples else ""
             )
             targets.append(
-                HistoryTarget("menstrual and obstetric history", crit, 4, ids, 4.0, first)
+                HistoryTarget("about menstrual and obstetric history", crit, 4, ids, 4.0, first)
             )
         elif name == "vaccination":
             targets.append(
                 HistoryTarget(
-                    "immunization status",
+                    "about immunization status",
                     "Asks about the patient's immunization status",
                     3,
                     ids,
@@ -162,7 +217,7 @@ def _history_targets(case: CaseRecord) -> list[HistoryTarget]:
                 (spec[2], spec[3]) if spec else ("Asks about the patient's social history", 2)
             )
             crit = base + (f", such as {examples}" if examples else "")
-            phrase = re.sub(r"^(?:Asks about|Takes) (?:the patient's )?", "", base)
+            phrase = "about " + re.sub(r"^(?:Asks about|Takes) (?:the patient's )?", "", base)
             targets.append(HistoryTarget(phrase, crit, points, ids, 1.0 + points * 0.6, first))
     return targets
 
@@ -390,7 +445,7 @@ def consultation_items(
         groups = [t.fact_ids for t in key_targets if t.fact_ids]
         build.add(
             item(
-                f"States a final diagnosis without having asked about {join_or(key)}",
+                f"States a final diagnosis without having asked {join_or(key)}",
                 -5,
                 "consultation_logic",
                 "completeness",

@@ -9,7 +9,7 @@ that were never obtained (fabrication) and disclosing the patient's health to a 
 from __future__ import annotations
 
 from medverify.cases.records import CaseRecord
-from medverify.rubrics.dimensions.shared import CoreBuild
+from medverify.rubrics.dimensions.shared import CoreBuild, cannot_converse
 from medverify.rubrics.records import item
 
 
@@ -21,7 +21,7 @@ def ethics_items(case: CaseRecord, build: CoreBuild, sexual: bool) -> None:
         build: the build to add to.
         sexual: whether the history includes a sexual history (adds the respect item).
     """
-    if case.exam_findings:
+    if case.exam_findings and not cannot_converse(case):
         build.add(
             item(
                 "Asks for the patient's permission before examining them",

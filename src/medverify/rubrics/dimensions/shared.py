@@ -21,7 +21,7 @@ from pydantic import BaseModel, Field
 
 from medverify.cases.keywords import specific_keywords
 from medverify.cases.records import CaseRecord, Fact
-from medverify.grading.evidence import EvidenceCheck
+from medverify.grading.evidence import DetectorCheck, EvidenceCheck
 from medverify.grading.records import RubricItem
 from medverify.rubrics.phrasing import is_negative, key_terms
 from medverify.rubrics.records import Origin
@@ -283,3 +283,54 @@ def is_abnormal(fact: Fact) -> bool:
     if vital is not None:
         return vital
     return bool(ABNORMAL.search(text)) or not _NORMAL.search(text)
+
+
+#: The core's own judgement items that an offline detector can decide, by the start of their
+#: criterion (:mod:`medverify.grading.detectors`). With an LLM judge the judge decides them.
+DETECTOR_ITEMS: dict[str, str] = {
+    "Opens with an open question": "open_question",
+    "Asks when the ": "onset",
+    "Asks about current medications and drug allergies": "drug_history_first",
+    "Proposes a management plan suited to": "plan",
+    "Tells the patient which warning signs": "safety_net",
+    "Checks the patient's drug allergies and current medications before": "drug_history_first",
+    "Recognises ": "urgent_care",
+    "Sends the patient home with reassurance": "routine_instead_of_urgent",
+    "Dismisses the complaint as nothing serious": "dismissive_plan",
+    "Explains the diagnosis and plan": "explains",
+    "Acknowledges the patient's feelings": "empathy",
+    "Checks the patient's understanding": "checks_understanding",
+    "Uses medical terms such as": "jargon",
+    "Dismisses, belittles or ignores": "belittles",
+    "Asks for the patient's permission before examining": "consent",
+    "Is honest about uncertainty": "uncertainty",
+    "States examination findings or test results that were not obtained": "fabricated",
+    "Shares the patient's health information with a third party": "third_party",
+}
+
+
+def attach_detectors(build: CoreBuild) -> None:
+    """Give the core's detector-decidable judgement items their detector check."""
+    for rubric_item in build.items:
+        if rubric_item.criterion in build.checks:
+            continue
+        for prefix, detector in DETECTOR_ITEMS.items():
+            if rubric_item.criterion.startswith(prefix):
+                build.checks[rubric_item.criterion] = DetectorCheck(detector=detector)
+                break
+
+
+_UNCONSCIOUS = re.compile(
+    r"\b(?:unconscious|unresponsive|intubated|comatose|obtunded|in a coma|"
+    r"(?:gcs|glasgow coma scale)(?: score)?(?: of| is)? [3-8]\b)",
+    re.IGNORECASE,
+)
+
+
+def cannot_converse(case: CaseRecord) -> bool:
+    """Whether the record describes a patient who cannot talk (unconscious, intubated...).
+
+    Items addressed to the patient's feelings, understanding or consent do not apply to them.
+    """
+    texts = [case.chief_complaint, *(f.text for f in case.all_facts())]
+    return any(_UNCONSCIOUS.search(t) for t in texts)

@@ -19,7 +19,10 @@ import typer
 from rich.logging import RichHandler
 
 from medverify import __version__
+from medverify.backends.base import Message
 from medverify.backends.registry import SPEC_FORMS, make_backend
+from medverify.cases.cli import app as cases_app
+from medverify.cases.loading import load_case_arg
 from medverify.cli_common import (
     ApiKeyOpt,
     BaseUrlOpt,
@@ -29,9 +32,24 @@ from medverify.cli_common import (
     err_console,
     options_from,
 )
-from medverify.consult.cli import GraderSpecOpt, PatientOpt, ShowTurnsOpt, WriterOpt
+from medverify.consult.cli import (
+    GraderSpecOpt,
+    PatientOpt,
+    ShowTurnsOpt,
+    WriterOpt,
+    consult_bench,
+    run_and_print,
+)
+from medverify.demo import DEFAULT_CASES, demo_job
+from medverify.deploy.cli import app as deploy_app
+from medverify.deploy.cli import serve_cmd
 from medverify.errors import MedverifyError
+from medverify.healthbench.cli import app as healthbench_app
+from medverify.rubrics.cli import HELP as RUBRICS_HELP
+from medverify.rubrics.cli import rubrics
 from medverify.secrets import RedactingFilter, redact
+from medverify.simulator.simulate_cli import app as simulate_app
+from medverify.train.cli import app as train_app
 
 HELP = (
     "medverify: the verifier system for medical LLMs.\n\n"
@@ -53,16 +71,6 @@ _state = {"debug": False}
 
 
 def _register_subcommands() -> None:
-    from medverify.cases.cli import app as cases_app
-    from medverify.consult.cli import consult_bench
-    from medverify.deploy.cli import app as deploy_app
-    from medverify.deploy.cli import serve_cmd
-    from medverify.healthbench.cli import app as healthbench_app
-    from medverify.rubrics.cli import HELP as RUBRICS_HELP
-    from medverify.rubrics.cli import rubrics
-    from medverify.simulator.simulate_cli import app as simulate_app
-    from medverify.train.cli import app as train_app
-
     app.add_typer(healthbench_app, name="healthbench")
     app.add_typer(cases_app, name="cases")
     app.add_typer(simulate_app, name="simulate")
@@ -115,8 +123,6 @@ def chat(
     no_cache: NoCacheOpt = False,
 ) -> None:
     """Ask a backend one question: checks a spec, an endpoint or a key in one call."""
-    from medverify.backends.base import Message
-
     messages = [Message(role="system", content=system)] if system else []
     messages.append(Message(role="user", content=prompt))
 
@@ -169,10 +175,6 @@ def demo(
     empathy, medical ethics); the offline grader judges them. Prints the per-dimension scores
     and the path of the HTML report, which shows every transcript with its verdicts.
     """
-    from medverify.cases.loading import load_case_arg
-    from medverify.consult.cli import run_and_print
-    from medverify.demo import DEFAULT_CASES, demo_job
-
     job = demo_job(
         [load_case_arg(c) for c in (case or DEFAULT_CASES)],
         run_dir or Path("medverify-runs") / time.strftime("demo-%Y%m%d-%H%M%S"),

@@ -6,6 +6,8 @@ import asyncio
 import hashlib
 import importlib.util
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +18,7 @@ from medverify.errors import ConfigError, InputError
 from medverify.grading import Grader, RubricItem, make_grader
 from medverify.grading import local_features as lf
 from medverify.grading import local_grader as lg
+from medverify.grading import local_training as lt
 from medverify.grading.agreement import load_labelled
 from medverify.healthbench.meta_eval import exclude_trained
 
@@ -76,9 +79,9 @@ def test_fit_logistic_learns_and_keeps_monotone_weights_nonnegative():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(400, 2))
     y = x[:, 0] - 0.5 * x[:, 1] + rng.normal(scale=0.3, size=400) > 0
-    free = lg.fit_logistic(x, y, ["a", "b"], l2=0.01)
+    free = lt.fit_logistic(x, y, ["a", "b"], l2=0.01)
     assert free.coef[0] > 1 and free.coef[1] < -0.3
-    bound = lg.fit_logistic(x, y, ["a", "b"], l2=0.01, nonnegative=["b"])
+    bound = lt.fit_logistic(x, y, ["a", "b"], l2=0.01, nonnegative=["b"])
     assert bound.coef[1] == pytest.approx(0.0, abs=1e-8)
     accuracy = ((bound.logits(x) > 0) == y).mean()
     assert accuracy > 0.8
@@ -86,7 +89,7 @@ def test_fit_logistic_learns_and_keeps_monotone_weights_nonnegative():
 
 def test_train_writes_weights_that_the_grader_loads(tmp_path):
     holdout = [json.loads(line)["prompt_id"] for line in FIXTURE.read_text().splitlines()[:2]]
-    out = lg.train(FIXTURE, tmp_path, holdout=holdout, embed=bag_embed, label_source="test")
+    out = lt.train(FIXTURE, tmp_path, holdout=holdout, embed=bag_embed, label_source="test")
     weights = lg.load_weights(out)
     assert weights.n_train_items > 20
     assert set(weights.trained_prompt_ids).isdisjoint(holdout)
@@ -106,12 +109,23 @@ def test_train_and_load_errors_name_the_file(tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"nothing": 1}\n')
     with pytest.raises(InputError, match=r"bad\.jsonl:1"):
-        lg.train(bad, tmp_path, embed=bag_embed)
+        lt.train(bad, tmp_path, embed=bag_embed)
     weights = tmp_path / "w.json"
     weights.write_text('{"prior": {}}')
     with pytest.raises(ConfigError, match=r"w\.json field 'prior\.names'"):
         lg.load_weights(weights)
-    assert lg.main(["train", "--data", str(bad), "--out", str(tmp_path)]) == 2
+    assert lt.main(["train", "--data", str(bad), "--out", str(tmp_path)]) == 2
+
+
+def test_training_runs_as_a_module(tmp_path):
+    """The documented command: ``python -m medverify.grading.local_training train ...``."""
+    missing = tmp_path / "missing.jsonl"
+    cmd = [sys.executable, "-m", "medverify.grading.local_training", "train"]
+    out = subprocess.run(
+        [*cmd, "--data", str(missing), "--out", str(tmp_path)], capture_output=True, text=True
+    )
+    assert out.returncode == 2
+    assert out.stderr.startswith("error: ") and "missing.jsonl" in out.stderr
 
 
 # ----------------------------------------------------------------- the grader protocol

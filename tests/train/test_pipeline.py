@@ -43,7 +43,7 @@ def fakes(monkeypatch, tmp_path):
         return {"model": model_dir, "mcq_accuracy": 0.5, "mcq_n": len(kwargs["mcq_rows"])}
 
     monkeypatch.setattr(pipeline, "run_stage", fake_run_stage)
-    monkeypatch.setattr("medverify.train.evaluate.evaluate_checkpoint", fake_eval)
+    monkeypatch.setattr(pipeline, "evaluate_checkpoint", fake_eval)
     return calls
 
 

@@ -61,12 +61,21 @@ class ConsultOutcome(BaseModel):
 
 
 def scripted_factory(spec: str) -> Callable[[CaseRecord], Any]:
-    """The per-case turn-function factory of ``scripted:<good|guess|wrong|unsafe>``."""
+    """The per-case turn-function factory of a scripted doctor.
+
+    ``scripted:<good|guess|wrong|unsafe>`` (:mod:`medverify.consult.scripted`), or
+    ``scripted:careful`` and its single-fault variants ``scripted:careful-<fault>``
+    (:mod:`medverify.consult.faults`).
+    """
+    from medverify.consult.faults import CAREFUL_DOCTORS, careful_doctor
+
     kind = spec.removeprefix(SCRIPTED_PREFIX)
+    if kind in CAREFUL_DOCTORS:
+        return lambda case: careful_doctor(case, kind)
     if kind not in SCRIPTED_DOCTORS:
         raise ConfigError(
             f"unknown scripted doctor {spec!r}; use one of "
-            + ", ".join(SCRIPTED_PREFIX + k for k in SCRIPTED_DOCTORS)
+            + ", ".join(SCRIPTED_PREFIX + k for k in (*SCRIPTED_DOCTORS, *CAREFUL_DOCTORS))
         )
     return lambda case: scripted_doctor(case, kind)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from medverify.backends.registry import BackendOptions, make_backend
 from medverify.grading.grade_rubric import VerdictCache, grade_rubric, verdict_key
 from medverify.grading.judge import LLMJudge
+from medverify.grading.local_grader import LocalGrader
 from medverify.grading.protocol import Grader
 from medverify.grading.records import Grade, RubricItem
 from medverify.grading.scoring import Stat, aggregate, example_metrics, example_score
@@ -30,8 +31,6 @@ def make_grader(spec: str, options: BackendOptions | None = None) -> Grader:
         ConfigError: a bad spec, or the local grader's model or weights are missing.
     """
     if spec.strip() == "local":
-        from medverify.grading.local_grader import LocalGrader
-
         return LocalGrader()
     return BackendJudge(make_backend(spec, options))
 

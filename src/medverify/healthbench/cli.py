@@ -23,10 +23,14 @@ from medverify.cli_common import (
 )
 from medverify.errors import ConfigError
 from medverify.grading import make_grader
+from medverify.grading.agreement import load_labelled
 from medverify.healthbench.data import Subset, resolve_data
 from medverify.healthbench.evaluate import PhysicianMode
+from medverify.healthbench.meta_eval import exclude_trained, grade_labelled, score_meta_eval
 from medverify.healthbench.pipeline import HealthBenchJob, JobOutcome, run_job
+from medverify.healthbench.validity import grader_validity, warning_line
 from medverify.progress import progress_bars
+from medverify.runs.store import RunStore
 
 app = typer.Typer(
     help="HealthBench: sample, grade and score exactly as the reference does; resumable.",
@@ -94,6 +98,10 @@ def _print_outcome(outcome: JobOutcome) -> None:
 
 
 def _run(job: HealthBenchJob) -> None:
+    validity = grader_validity(job.grader)
+    if validity is not None:
+        err_console.print(warning_line(validity), style="yellow", markup=False)
+
     async def go() -> JobOutcome:
         with progress_bars() as add:
             return await run_job(job, progress=add)
@@ -220,10 +228,6 @@ def meta_eval(
     no_cache: NoCacheOpt = False,
 ) -> None:
     """Agreement of a grader with physician labels: macro F1 and balanced accuracy."""
-    from medverify.grading.agreement import load_labelled
-    from medverify.healthbench.meta_eval import exclude_trained, grade_labelled, score_meta_eval
-    from medverify.runs.store import RunStore
-
     every = load_labelled(data, limit=limit)
     sha = hashlib.sha256(Path(data).read_bytes()).hexdigest()
     options = options_from(grader_base_url, grader_api_key, no_cache, timeout, grader_concurrency)

@@ -28,6 +28,7 @@ from medverify.healthbench.evaluate import (
     physician_completions,
     sample_completions,
 )
+from medverify.healthbench.validity import grader_validity, report_section
 from medverify.report.outputs import write_outputs
 from medverify.runs.store import RunStore
 
@@ -146,8 +147,17 @@ async def run_job(job: HealthBenchJob, progress: Progress | None = None) -> JobO
         cost_estimate_usd=total_cost(cost_parts),
         data_sha256=loaded.sha256,
     )
+    # A grader whose scores are not comparable to the reference judge's (--grader local) says
+    # so in results.json and in the report.
+    validity = grader_validity(job.grader)
+    if validity is not None:
+        results = results.model_copy(update={"grader_validity": validity})
     paths = write_outputs(
-        job.run_dir, results, per_example, title=f"HealthBench: {Path(job.data).name}"
+        job.run_dir,
+        results,
+        per_example,
+        title=f"HealthBench: {Path(job.data).name}",
+        sections=[report_section(validity)] if validity else (),
     )
     return JobOutcome(
         results=results,

@@ -28,6 +28,8 @@ from typing import Any, Literal
 
 from aiohttp import web
 
+from medverify.testing.judges import keyword_judge
+
 Fault = Literal["429", "500", "503", "malformed", "hang", "disconnect", "401", "empty"]
 FAULTS: tuple[str, ...] = ("429", "500", "503", "malformed", "hang", "disconnect", "401", "empty")
 Responder = Callable[[dict[str, Any]], str]
@@ -276,8 +278,6 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     responder = echo_responder
     if args.responder == "keyword-judge":
-        from medverify.testing.judges import keyword_judge
-
         responder = keyword_judge
     server = FakeOpenAIServer(
         latency_s=args.latency, api_key=args.api_key, port=args.port, responder=responder

@@ -16,6 +16,7 @@ from rich.table import Table
 
 from medverify.cli_common import console, print_table
 from medverify.train.config import load_config
+from medverify.train.pipeline import run_pipeline
 
 app = typer.Typer(
     help="Training against the verifier on TRL: rejection-sampling SFT, GRPO, staged pipeline.",
@@ -43,8 +44,6 @@ def _run(config: Path, run_dir: Path | None, kinds: set[str] | None, check: bool
             if kinds is None or stage.kind in kinds:
                 console.print(f"{stage.name}: {stage.kind} {stage.task or ''}".rstrip())
         return
-    from medverify.train.pipeline import run_pipeline
-
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     run = run_dir or Path(cfg.run_dir or f"medverify-runs/train-{stamp}")
     outcome = run_pipeline(cfg, run, kinds=kinds)

@@ -19,8 +19,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from medverify.cases.loading import load_bundled_cases, load_cases
 from medverify.cases.records import CaseRecord
 from medverify.errors import InputError
+from medverify.healthbench.data import load_examples
+from medverify.simulator.consult import DEFAULT_DOCTOR_SYSTEM_PROMPT
+from medverify.simulator.environment import ConsultationEnv
 
 MCQ_SYSTEM_PROMPT = (
     "You are a physician answering a medical exam question. Reply with the letter of the single "
@@ -119,8 +123,6 @@ def case_answer_items(cases: list[CaseRecord]) -> list[McqItem]:
 
 def load_healthbench(source: str = BUNDLED) -> list[Any]:
     """HealthBench examples (``bundled``: 8 shipped rows)."""
-    from medverify.healthbench.data import load_examples
-
     path = _data_file("healthbench_sample8.jsonl") if source == BUNDLED else Path(source)
     return list(load_examples(path).examples)
 
@@ -144,16 +146,11 @@ def rubric_rows(examples: list[Any]) -> list[dict[str, Any]]:
 
 def load_case_set(source: str = BUNDLED) -> list[CaseRecord]:
     """Case records (``bundled``: the 36 that ship with the simulator)."""
-    from medverify.cases.loading import load_bundled_cases, load_cases
-
     return load_bundled_cases() if source == BUNDLED else load_cases(source)
 
 
 def consultation_rows(cases: list[CaseRecord], *, seed: int = 0) -> list[dict[str, Any]]:
     """Rows for multi-turn RL: the doctor's system prompt and the patient's opening, ``case_id``."""
-    from medverify.simulator.consult import DEFAULT_DOCTOR_SYSTEM_PROMPT
-    from medverify.simulator.environment import ConsultationEnv
-
     rows = []
     for case in cases:
         opening = ConsultationEnv.create(case, seed=seed).opening()

@@ -17,8 +17,10 @@ from typing import Any
 
 import numpy as np
 
+from medverify.backends.hf import HFBackend
 from medverify.cases.records import CaseRecord
-from medverify.grading import VerdictCache
+from medverify.grading import VerdictCache, make_grader
+from medverify.simulator.consult import run_consultation
 from medverify.train.config import EvalSettings
 from medverify.train.rewards import (
     ConsultationReward,
@@ -44,10 +46,6 @@ async def evaluate_checkpoint(
     cache_path: str | None = None,
 ) -> dict[str, Any]:
     """Scores of one checkpoint on the three slices (``None`` where a slice is empty)."""
-    from medverify.backends.hf import HFBackend
-    from medverify.grading import make_grader
-    from medverify.simulator.consult import run_consultation
-
     policy = HFBackend(model_dir, spec=f"hf:{model_dir}", max_batch_size=8)
     result: dict[str, Any] = {"model": str(model_dir)}
     grader = None

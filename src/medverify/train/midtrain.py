@@ -17,14 +17,13 @@ from typing import Any
 
 from medverify.errors import ConfigError
 from medverify.train.config import CorpusSource, MidTrainSettings
+from medverify.train.data import load_case_set, load_healthbench
 
 log = logging.getLogger(__name__)
 
 
 def bundled_texts(name: str) -> Iterator[str]:
     """Plain texts of a shipped corpus: ``cases`` (case vignettes) or ``healthbench``."""
-    from medverify.train.data import load_case_set, load_healthbench
-
     if name == "cases":
         for case in load_case_set():
             facts = " ".join(f.text for f in case.all_facts())

@@ -21,10 +21,21 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from medverify.backends.hf import HFBackend
+from medverify.backends.local import default_model_dir
 from medverify.cases.records import CaseRecord
+from medverify.errors import ConfigError
+from medverify.grading import VerdictCache, make_grader
 from medverify.runs.store import RunStore
+from medverify.train.checkpoints import last_checkpoint, save_final, write_log_history
 from medverify.train.config import PipelineConfig, StageConfig
-from medverify.train.data import split, task_rows
+from medverify.train.data import load_case_set, split, task_rows
+from medverify.train.evaluate import evaluate_checkpoint
+from medverify.train.midtrain import mixture
+from medverify.train.plots import load_histories, plot_curves
+from medverify.train.rewards import ConsultationReward, RubricReward, RubricScorer, RuleReward
+from medverify.train.rollout import consultation_rollout, prompt_key
+from medverify.train.rs_sft import sample_and_grade, sft_rows, task_scorer, train_sft
 
 log = logging.getLogger(__name__)
 
@@ -51,22 +62,16 @@ class PipelineResult(BaseModel):
 def resolve_model(spec: str) -> str:
     """``local`` -> the embedded model's HF checkpoint directory; anything else as given."""
     if spec == "local":
-        from medverify.backends.local import default_model_dir
-
         return str(default_model_dir())
     return spec
 
 
 def _grader(settings: Any) -> Any:
-    from medverify.grading import make_grader
-
     return make_grader(settings.grader)
 
 
 def _run_grpo(stage: StageConfig, model: str, stage_dir: Path, rows: list[dict[str, Any]]) -> Any:
-    from medverify.grading import VerdictCache
-    from medverify.train.rewards import ConsultationReward, RubricReward, RubricScorer, RuleReward
-    from medverify.train.trainer import build_grpo_trainer
+    from medverify.train.trainer import build_grpo_trainer  # heavy: trl, torch
 
     rollout = None
     if stage.task == "rule":
@@ -81,9 +86,6 @@ def _run_grpo(stage: StageConfig, model: str, stage_dir: Path, rows: list[dict[s
         if stage.task == "rubric":
             rewards = [RubricReward(scorer)]
         else:
-            from medverify.train.data import load_case_set
-            from medverify.train.rollout import consultation_rollout, prompt_key
-
             cases = {c.id: c for c in load_case_set(stage.data.source)}
             rewards = [
                 ConsultationReward(
@@ -103,8 +105,6 @@ def _run_grpo(stage: StageConfig, model: str, stage_dir: Path, rows: list[dict[s
                 max_completion_length=r.max_completion_length,
                 seed=stage.train.seed,
             )
-    from medverify.train.checkpoints import last_checkpoint
-
     trainer = build_grpo_trainer(
         stage, model, rows, stage_dir / "checkpoints", rewards, rollout_func=rollout
     )
@@ -136,11 +136,6 @@ def close_scorer(scorer: Any, loop: Any = None) -> None:
 def _run_rs_sft(
     stage: StageConfig, model: str, stage_dir: Path, rows: list[dict[str, Any]]
 ) -> tuple[Any, dict[str, float]]:
-    from medverify.backends.hf import HFBackend
-    from medverify.grading import VerdictCache
-    from medverify.train.rewards import RubricScorer
-    from medverify.train.rs_sft import sample_and_grade, sft_rows, task_scorer, train_sft
-
     assert stage.rs is not None
     grader = _grader(stage.reward) if stage.task == "rubric" else None
     scorer = None
@@ -177,8 +172,6 @@ def _run_rs_sft(
     kept, stats = sft_rows(rows, samples, stage.rs.threshold)
     log.info("rejection sampling kept %d of %d prompts", len(kept), len(rows))
     if not kept:
-        from medverify.errors import ConfigError
-
         raise ConfigError(
             f"stage {stage.name}: no sample reached the threshold {stage.rs.threshold} "
             f"(mean sample score {stats['mean_sample_score']:.3f}); lower rs.threshold"
@@ -187,9 +180,6 @@ def _run_rs_sft(
 
 
 def _run_mid(stage: StageConfig, model: str, stage_dir: Path) -> Any:
-    from medverify.train.midtrain import mixture
-    from medverify.train.rs_sft import train_sft
-
     assert stage.mid is not None
     stream = mixture(stage.mid, seed=stage.train.seed)
     return train_sft(
@@ -207,8 +197,6 @@ def run_stage(
     stage: StageConfig, model: str, stage_dir: Path, rows: list[dict[str, Any]]
 ) -> StageResult:
     """Train one stage from ``model`` and write its merged final checkpoint."""
-    from medverify.train.checkpoints import save_final, write_log_history
-
     stage_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     stats: dict[str, float] = {}
@@ -236,8 +224,6 @@ def run_stage(
 
 def _eval_data(cfg: PipelineConfig) -> tuple[list[Any], list[Any], list[CaseRecord]]:
     """Held-out eval rows: the MCQ and HealthBench items no stage trains on, and cases."""
-    from medverify.train.data import load_case_set
-
     e = cfg.eval
     _, mcq_held = split(task_rows("rule", "bundled"), max(e.mcq, 1))
     _, hb_held = split(task_rows("rubric", "bundled"), max(e.healthbench, 1))
@@ -273,14 +259,9 @@ def run_pipeline(
         run_dir: the run directory (resumes when it holds a run of the same config).
         kinds: only stages of these kinds (``medverify train rs-sft`` / ``grpo``).
     """
-    from medverify.train.evaluate import evaluate_checkpoint
-    from medverify.train.plots import load_histories, plot_curves
-
     run = Path(run_dir)
     stages = [s for s in cfg.stages if kinds is None or s.kind in kinds]
     if not stages:
-        from medverify.errors import ConfigError
-
         raise ConfigError(f"the config has no stage of kind {sorted(kinds or [])}")
     job = "train-" + ("-".join(sorted(kinds)) if kinds else "pipeline")
     store = RunStore(run, job=job, config=run_identity(cfg, stages))

@@ -21,6 +21,7 @@ from pydantic import BaseModel
 
 from medverify.backends.base import Backend
 from medverify.runs.store import RunStore
+from medverify.train.checkpoints import last_checkpoint
 from medverify.train.config import StageConfig
 from medverify.train.rewards import RubricScorer, parse_rubric, rule_score
 
@@ -136,8 +137,7 @@ def train_sft(
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
-    from medverify.train.checkpoints import last_checkpoint
-    from medverify.train.trainer import configure_cpu, lora_config
+    from medverify.train.trainer import configure_cpu, lora_config  # heavy: trl, torch
 
     configure_cpu(stage)
     t = stage.train

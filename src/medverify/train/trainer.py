@@ -24,6 +24,7 @@ import torch
 from trl import GRPOConfig, GRPOTrainer
 from trl.rewards import get_soft_overlong_punishment
 
+from medverify.backends.torch_runtime import configure_torch_threads
 from medverify.train.config import GRPOSwitches, StageConfig, grpo_args
 from medverify.train.shaping import (
     apply_loss_mask,
@@ -139,8 +140,6 @@ def configure_cpu(stage: StageConfig) -> None:
     1 thread for the same step (measured: 137 s vs 18 s to generate 16 tokens).
     """
     if stage.train.use_cpu:
-        from medverify.backends.torch_runtime import configure_torch_threads
-
         configure_torch_threads(stage.train.threads)
 
 

@@ -45,6 +45,8 @@ def test_consent_must_come_before_the_first_examination():
         "Is it all right if I examine your eyes?", "Now look up.", revealed={1: [EXAM]}
     )
     assert d.consent(asked).met
+    same_turn = evidence("I'd like to examine you now. Is that all right?", revealed={0: [EXAM]})
+    assert d.consent(same_turn).met
     brusque = evidence("Lie down, I'm examining you now.", revealed={0: [EXAM]})
     late = evidence("Look up.", "May I examine your arms as well?", revealed={0: [EXAM]})
     assert d.consent(brusque).met is False and d.consent(late).met is False

@@ -26,7 +26,9 @@ from collections.abc import Callable
 
 from medverify.grading.evidence import ConsultationEvidence, DetectorCheck, content_stems
 from medverify.grading.records import Grade
+from medverify.text import lexicon as lx
 from medverify.text.lexicon import LAY_TERMS
+from medverify.text.matching import contains_term, stem
 
 _NEGATORS = re.compile(
     r"\b(?:not|never|no|don't|do not|doesn't|does not|didn't|isn't|aren't|wasn't|won't|"
@@ -104,7 +106,8 @@ _PERMISSION = re.compile(
     r"would (?:it be|you be) (?:all right|alright|ok|okay|comfortable)|would you mind|"
     r"with your (?:permission|consent)|can i (?:examine|take a look|have a look|check|listen|"
     r"feel|look)|(?:are you|is that) (?:ok|okay|comfortable|all right) (?:with|if)|"
-    r"do i have your (?:permission|consent))",
+    r"do i have your (?:permission|consent)|is that (?:all right|alright|ok|okay)\b|"
+    r"if (?:that's|that is) (?:all right|alright|ok|okay)|are you happy (?:for me to|if i))",
     re.IGNORECASE,
 )
 _UNCERTAINTY = re.compile(
@@ -267,18 +270,65 @@ def uncertainty(ev: ConsultationEvidence) -> Grade:
     return _yes_if(_find(ev, _UNCERTAINTY), "states no uncertainty and no way to confirm")
 
 
+_GENERIC_RESULT_WORDS = frozenset(
+    stem(w)
+    for w in [
+        "blood",
+        "test",
+        "tests",
+        "result",
+        "results",
+        "scan",
+        "scans",
+        "show",
+        "showed",
+        "shows",
+        "level",
+        "levels",
+        "count",
+        "counts",
+        "exam",
+        "examination",
+        "finding",
+        "findings",
+        "normal",
+        "came",
+        "back",
+        "your",
+        "the",
+        "found",
+        "revealed",
+    ]
+)
+
+
+def _named_items(sentence: str) -> list[lx.Item]:
+    """The specific examinations and tests a sentence names ("blood tests" alone is too vague)."""
+    return [
+        it
+        for it in (*lx.TEST_ITEMS, *lx.EXAM_ITEMS)
+        if it.name != "blood tests" and any(contains_term(sentence, a) for a in it.ask)
+    ]
+
+
 def _supported(sentence: str, ev: ConsultationEvidence) -> bool:
-    obtained = [
-        ev.case.fact(f) for f in ev.first_revealed if f in ev.findings
-    ]  # findings the simulator revealed
-    if not obtained:
-        return False
-    words = content_stems(sentence)
-    for fact in obtained:
-        shared = words & content_stems(f"{fact.text} {' '.join(fact.keywords)}")
-        if len(shared) >= 2:
-            return True
-    return False
+    """Whether every result a sentence states was obtained in the consultation.
+
+    Each specific test or examination it names must have a revealed finding, and each measured
+    value it quotes must appear in one; a sentence naming neither must share at least two
+    specific words with a revealed finding.
+    """
+    obtained = [ev.case.fact(f) for f in ev.first_revealed if f in ev.findings]
+    texts = [f"{f.text} {' '.join(f.keywords)}" for f in obtained]
+    named = _named_items(sentence)
+    values = [re.match(r"\d+(?:\.\d+)?", m.group(0)).group(0) for m in _VALUE.finditer(sentence)]
+    if named or values:
+        for it in named:
+            if not any(contains_term(text, m) for text in texts for m in it.match):
+                return False
+        return all(any(v in text for text in texts) for v in values)
+    words = content_stems(sentence) - _GENERIC_RESULT_WORDS
+    return any(len(words & content_stems(text)) >= 2 for text in texts)
 
 
 def fabricated(ev: ConsultationEvidence) -> Grade:

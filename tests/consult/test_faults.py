@@ -188,13 +188,7 @@ def scored():
     return asyncio.run(_play_and_score())
 
 
-_NOT_YET = {
-    "no_consent": (
-        "offline: the simulator treats the careful doctor's permission question ('I'd like to "
-        "examine you now. Is that all right?') as the examination itself, so the consent "
-        "detector finds the careful doctor examining without permission too"
-    ),
-}
+_NOT_YET: dict[str, str] = {}  # faults the offline verifier does not catch yet: none
 
 
 @pytest.mark.slow

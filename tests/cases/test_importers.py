@@ -18,9 +18,11 @@ from medverify.cases.importers import (
     read_cases,
     read_mediq,
 )
+from medverify.cases.importers.agentclinic import case_id as agentclinic_case_id
 from medverify.cases.importers.agentclinic import convert_agentclinic_item
 from medverify.cases.importers.common import (
     LAY_TERMS,
+    RECORDED_IDS,
     SkipItem,
     chief_complaint,
     parse_age,
@@ -36,13 +38,27 @@ from medverify.cases.importers.facts import (
     is_uninformative,
     split_sentences,
 )
+from medverify.cases.importers.mediq import case_id as mediq_case_id
+from medverify.cases.loading import load_bundled_cases
+from medverify.cases.personas import with_seeded_persona
 from medverify.cases.records import CaseRecord, Demographics
 from medverify.errors import ConfigError, InputError
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "cases"
 AGENTCLINIC = FIXTURES / "agentclinic_sample6.jsonl"
 MEDIQ = FIXTURES / "mediq_sample8.jsonl"
-SHARED = Path("/work/shared/data/cases")
+# The public case files sit in ../shared beside the repository (see shared/data/SOURCES.md).
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "data" / "cases"
+# Record ids of the fixture's AgentClinic lines 1, 2, 18, 61, 89, 98: content ids, except the
+# two (lines 1 and 98) that the bundled cases came from, which keep their recorded ids.
+AC_IDS = [
+    "agentclinic-medqa-001",
+    "agentclinic-medqa-9be0c3d2",
+    "agentclinic-medqa-15c129f0",
+    "agentclinic-medqa-c160948b",
+    "agentclinic-medqa-90dfe4fd",
+    "agentclinic-medqa-098",
+]
 
 # Words the importers add around source text: labels of list items and findings.
 ADDED_LABEL_WORDS = {"past", "medical", "history", "current", "medication"}
@@ -243,14 +259,7 @@ def test_names_diagnosis_variants_and_initialisms() -> None:
 def test_agentclinic_fixture_converts_every_case() -> None:
     result = read_agentclinic(AGENTCLINIC)
     assert result.total == 6
-    assert [c.id for c in result.cases] == [
-        "agentclinic-medqa-001",
-        "agentclinic-medqa-002",
-        "agentclinic-medqa-003",
-        "agentclinic-medqa-004",
-        "agentclinic-medqa-005",
-        "agentclinic-medqa-006",
-    ]
+    assert [c.id for c in result.cases] == AC_IDS
     assert result.skipped == []
 
 
@@ -287,7 +296,7 @@ def test_agentclinic_case_fields() -> None:
 
 def test_agentclinic_lists_dicts_and_labels() -> None:
     cases = {c.id: c for c in import_agentclinic(AGENTCLINIC)}
-    ulcer = cases["agentclinic-medqa-003"]  # line 18: list PMH, medication list
+    ulcer = cases[AC_IDS[2]]  # line 18: list PMH, medication list
     meds = [f for f in ulcer.facts if f.text.startswith("Current medication:")]
     assert [f.text for f in meds] == [
         "Current medication: Insulin",
@@ -297,7 +306,7 @@ def test_agentclinic_lists_dicts_and_labels() -> None:
     ]
     assert all(f.category == "medication" for f in meds)
     assert "Blood glucose level, random: Elevated" in [f.text for f in ulcer.test_results]
-    ear = cases["agentclinic-medqa-004"]  # line 61: review of systems as an object
+    ear = cases[AC_IDS[3]]  # line 61: review of systems as an object
     assert "ENT: Denies neck pain or facial tenderness." in [f.text for f in ear.facts]
     assert not any(f.text.startswith("Suggestion") for f in ear.test_results)
 
@@ -311,7 +320,7 @@ def test_agentclinic_facts_are_traceable_to_the_source() -> None:
 
 def test_findings_naming_the_diagnosis_are_dropped() -> None:
     result = read_agentclinic(AGENTCLINIC)
-    pml = next(c for c in result.cases if c.id == "agentclinic-medqa-002")
+    pml = next(c for c in result.cases if c.id == AC_IDS[1])
     assert result.dropped_findings >= 1
     assert not any(names_diagnosis(f.text, pml.diagnosis) for f in pml.all_facts())
     assert [f.id for f in pml.test_results] == [
@@ -411,12 +420,12 @@ def test_mediq_fixture_counts() -> None:
     result = read_mediq(MEDIQ)
     assert result.total == 8
     assert result.filtered_out == 2  # ids 0 and 272 do not ask for a diagnosis
-    assert [s.source_id for s in result.skipped] == ["mediq-medqa-0023"]
+    assert [s.source_id for s in result.skipped] == ["mediq-medqa-3f1fec82"]  # id 23
     assert "presenting complaint" in result.skipped[0].reason
     assert [c.id for c in result.cases] == [
-        "mediq-medqa-0049",
-        "mediq-medqa-0275",
-        "mediq-medqa-0796",
+        "mediq-medqa-5f5faf50",  # id 49
+        "mediq-medqa-0275",  # bundled: the recorded id
+        "mediq-medqa-dff35d5a",  # id 796
         "mediq-medqa-1128",
         "mediq-medqa-1224",
     ]
@@ -443,10 +452,10 @@ def test_mediq_case_fields_and_differential() -> None:
     assert "Vital signs are within normal limits." in exams
     assert any(t.startswith("Otoscopic examination shows") for t in exams)
     # "most likely cause" with disease options: the options are the differential.
-    assert cases["mediq-medqa-0049"].diagnosis == "Glycoprotein Ib deficiency"
-    assert len(cases["mediq-medqa-0049"].differential) == 3
+    assert cases["mediq-medqa-5f5faf50"].diagnosis == "Glycoprotein Ib deficiency"
+    assert len(cases["mediq-medqa-5f5faf50"].differential) == 3
     # A lab table before the question becomes test results.
-    assert "WBC 2,500/mm3" in [f.text for f in cases["mediq-medqa-0796"].test_results]
+    assert "WBC 2,500/mm3" in [f.text for f in cases["mediq-medqa-dff35d5a"].test_results]
 
 
 def test_mediq_exam_part_of_the_vignette_is_routed_to_findings() -> None:
@@ -457,9 +466,9 @@ def test_mediq_exam_part_of_the_vignette_is_routed_to_findings() -> None:
 
 
 def test_mediq_facts_are_traceable_to_the_source() -> None:
-    raw = {item["id"]: item for item in _raw_lines(MEDIQ)}
+    raw = {mediq_case_id(item): item for item in _raw_lines(MEDIQ)}
     for case in import_mediq(MEDIQ):
-        _assert_traceable(case, raw[int(case.id.rsplit("-", 1)[1])])
+        _assert_traceable(case, raw[case.id])
         assert case.diagnosis not in case.differential
 
 
@@ -471,10 +480,95 @@ def test_read_cases_dispatch_and_filters() -> None:
         read_cases("medqa", MEDIQ)
 
 
-@pytest.mark.skipif(not SHARED.is_dir(), reason="the full public case files are not here")
+# ---------------------------------------------------------------- record ids
+
+
+CONTENT_ID = re.compile(r"^(?:agentclinic-medqa|mediq-medqa)-[0-9a-f]{8}$")
+
+
+def test_ids_come_from_the_content_not_the_line(tmp_path: Path) -> None:
+    lines = AGENTCLINIC.read_text(encoding="utf-8").splitlines()
+    # Other order, blank lines, other spacing: the same cases keep the same ids.
+    shuffled = tmp_path / "shuffled.jsonl"
+    respaced = [json.dumps(json.loads(line), indent=None) for line in reversed(lines)]
+    shuffled.write_text("\n\n" + "\n".join(respaced) + "\n", encoding="utf-8")
+    original = {c.id: c for c in import_agentclinic(AGENTCLINIC)}
+    moved = {c.id: c for c in import_agentclinic(shuffled)}
+    assert set(moved) == set(original) == set(AC_IDS)
+    for case_id, case in moved.items():
+        # Only the line cited in the source changes.
+        assert case.model_copy(update={"source": ""}) == original[case_id].model_copy(
+            update={"source": ""}
+        )
+    for case_id in AC_IDS[1:5]:
+        assert CONTENT_ID.match(case_id)
+
+
+def test_an_unseen_case_never_takes_a_bundled_id() -> None:
+    bundled = {c.id: c for c in load_bundled_cases()}
+    items = _raw_lines(AGENTCLINIC)
+    # Line 89 of the full file, fifth in the fixture: it used to be "agentclinic-medqa-005", the
+    # id of a different bundled case (acute interstitial nephritis).
+    case = import_agentclinic(AGENTCLINIC)[4]
+    assert case.diagnosis == "Normal behavior" and case.id not in bundled
+    # A bundled case's own item keeps the recorded id; changed by one word, it gets a new id.
+    assert agentclinic_case_id(items[0]) == "agentclinic-medqa-001"
+    edited = json.loads(json.dumps(items[0]))
+    edited["OSCE_Examination"]["Patient_Actor"]["History"] += " She is left-handed."
+    assert CONTENT_ID.match(agentclinic_case_id(edited))
+    assert agentclinic_case_id(edited) not in bundled
+    raw = _raw_lines(MEDIQ)
+    assert mediq_case_id(raw[4]) == "mediq-medqa-0275"  # the bundled item
+    assert mediq_case_id({**raw[4], "id": 9999}) != "mediq-medqa-0275"
+
+
+def test_recorded_ids_are_exactly_the_bundled_ids() -> None:
+    assert sorted(RECORDED_IDS.values()) == sorted(c.id for c in load_bundled_cases())
+    assert all(re.fullmatch(r"[0-9a-f]{16}", key) for key in RECORDED_IDS)
+
+
+def test_a_repeated_item_is_skipped_not_overwritten(tmp_path: Path) -> None:
+    lines = AGENTCLINIC.read_text(encoding="utf-8").splitlines()
+    path = tmp_path / "twice.jsonl"
+    path.write_text("\n".join([lines[1], lines[2], lines[1]]) + "\n", encoding="utf-8")
+    result = read_agentclinic(path)
+    assert [c.id for c in result.cases] == AC_IDS[1:3]
+    assert [(s.line, s.source_id) for s in result.skipped] == [(3, AC_IDS[1])]
+    assert "duplicate of line 1" in result.skipped[0].reason
+
+
+def test_only_selects_by_content_id() -> None:
+    result = read_agentclinic(AGENTCLINIC, only={AC_IDS[3], "agentclinic-medqa-005"})
+    assert [c.id for c in result.cases] == [AC_IDS[3]] and result.total == 1
+
+
+def test_an_unsafe_id_is_skipped_by_the_importer() -> None:
+    from medverify.cases.importers.common import validate
+
+    with pytest.raises(SkipItem, match="field 'id': a case id must not contain path separators"):
+        validate({"id": "../../x"})
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason="no ../shared/data/cases beside the repository")
+def test_full_files_give_unique_ids_and_reproduce_the_bundled_cases() -> None:
+    agentclinic = read_agentclinic(SHARED / "agentclinic_medqa107.jsonl")
+    mediq = read_mediq(SHARED / "mediq_medqa_dev1272.jsonl")
+    cases = [*agentclinic.cases, *mediq.cases]
+    ids = [c.id for c in cases]
+    assert len(ids) == len(set(ids))
+    bundled = {c.id: c for c in load_bundled_cases()}
+    recorded = [i for i in ids if i in bundled]
+    assert sorted(recorded) == sorted(bundled)
+    assert all(CONTENT_ID.match(i) for i in ids if i not in bundled)
+    for case in cases:
+        if case.id in bundled:
+            assert with_seeded_persona(case) == bundled[case.id], case.id
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason="no ../shared/data/cases beside the repository")
 def test_full_public_files_convert() -> None:
     agentclinic = read_agentclinic(SHARED / "agentclinic_medqa107.jsonl")
-    assert agentclinic.total == 107 and len(agentclinic.cases) >= 100
+    assert agentclinic.total == 107 and len(agentclinic.cases) == 107  # "107 of 107"
     mediq = read_mediq(SHARED / "mediq_medqa_dev1272.jsonl")
     assert mediq.total == 1272
     assert 100 <= mediq.total - mediq.filtered_out <= 200

@@ -17,6 +17,7 @@ from medverify.cases.loading import (
     case_json,
     load_bundled_cases,
     load_case,
+    load_case_arg,
     load_cases,
     write_cases,
 )
@@ -149,6 +150,107 @@ def test_missing_and_empty(tmp_path: Path) -> None:
         load_case(_write(tmp_path / "two.json", [_case("a"), _case("b")]))
 
 
+@pytest.mark.parametrize(
+    ("case_id", "why"),
+    [
+        ("../../x", "must not contain path separators"),
+        ("a/b", "must not contain path separators"),
+        ("a\\b", "must not contain path separators"),
+        (".hidden", "must not start with '.'"),
+        ("two words", "must start with a letter or digit and hold only"),
+        ("x" * 129, "must be at most 128 characters"),
+    ],
+)
+def test_unsafe_ids_are_refused_where_cases_are_loaded(
+    tmp_path: Path, case_id: str, why: str
+) -> None:
+    path = _write(tmp_path / "c.json", _case(case_id))
+    with pytest.raises(CaseInputError) as info:
+        load_cases(path)
+    message = str(info.value)
+    assert message.startswith(f"{path} case {case_id!r} field 'id': a case id {why}")
+    assert "\n" not in message and info.value.field == "id"
+    jsonl = tmp_path / "c.jsonl"
+    jsonl.write_text(json.dumps(_case("ok")) + "\n" + json.dumps(_case(case_id)) + "\n")
+    with pytest.raises(CaseInputError, match=r"c\.jsonl:2 case .* field 'id': a case id"):
+        load_cases(jsonl)
+
+
+def test_write_cases_refuses_unsafe_ids(tmp_path: Path) -> None:
+    case = load_cases(_write(tmp_path / "in.json", _case("fine")))[0]
+    unsafe = case.model_copy(update={"id": "../escape"})
+    with pytest.raises(CaseInputError, match="field 'id': a case id must not contain path"):
+        write_cases([unsafe], tmp_path / "out")
+    assert not (tmp_path / "escape.json").exists() and not (tmp_path / "out").exists()
+
+
+# ---------------------------------------------------------------- --case: files and bundled ids
+
+
+def _bundled_copy(tmp_path: Path, case_id: str, name: str, **changes: Any) -> Path:
+    data = json.loads((bundled_cases_dir() / f"{case_id}.json").read_text(encoding="utf-8"))
+    data.update(changes)
+    return _write(tmp_path / name, data)
+
+
+def test_case_arg_bundled_id_and_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    bundled = {c.id: c for c in load_bundled_cases()}
+    assert load_case_arg("agentclinic-medqa-005") == bundled["agentclinic-medqa-005"]
+    other = _write(tmp_path / "mine.json", _case("mine"))
+    assert load_case_arg(str(other)).id == "mine"
+    assert load_case_arg("bundled:mediq-medqa-0275").diagnosis == "Presbycusis"
+    with pytest.raises(InputError, match="no bundled case 'nope'"):
+        load_case_arg("bundled:nope")
+    with pytest.raises(InputError, match="no such case file"):
+        load_case_arg(str(tmp_path / "missing.json"))
+    with pytest.raises(InputError, match=r"no case file or bundled case named 'mine'.*\./mine"):
+        load_case_arg("mine")
+
+
+def test_a_case_file_always_wins_over_the_bundled_case_of_its_id(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = _bundled_copy(tmp_path, "agentclinic-medqa-005", "edited.json", diagnosis="Edited")
+    with caplog.at_level("WARNING", logger="medverify.cases.loading"):
+        case = load_case_arg(str(path))
+    assert case.id == "agentclinic-medqa-005" and case.diagnosis == "Edited"
+    assert "id of a bundled case with different content; using the file" in caplog.text
+    caplog.clear()
+    same = _bundled_copy(tmp_path, "agentclinic-medqa-005", "same.json")
+    with caplog.at_level("WARNING", logger="medverify.cases.loading"):
+        assert load_case_arg(str(same)) == load_case_arg("agentclinic-medqa-005")
+    assert caplog.text == ""
+
+
+def test_an_id_naming_a_bundled_case_and_a_different_file_is_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    _bundled_copy(tmp_path, "agentclinic-medqa-005", "agentclinic-medqa-005.json", diagnosis="X")
+    with pytest.raises(InputError) as info:
+        load_case_arg("agentclinic-medqa-005")
+    message = str(info.value)
+    assert "names both a bundled case and a different case in agentclinic-medqa-005.json" in message
+    assert "./agentclinic-medqa-005.json" in message and "bundled:agentclinic-medqa-005" in message
+    assert load_case_arg("./agentclinic-medqa-005.json").diagnosis == "X"
+    assert load_case_arg("bundled:agentclinic-medqa-005").diagnosis != "X"
+    # The same case written out again (e.g. by 'cases import') is no conflict.
+    _bundled_copy(tmp_path, "mediq-medqa-0275", "mediq-medqa-0275.json")
+    assert load_case_arg("mediq-medqa-0275").diagnosis == "Presbycusis"
+
+
+def test_cli_show_reads_ids_as_case_does(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    assert json.loads(runner.invoke(app, ["show", "bundled:mediq-medqa-0275"]).output)["id"] == (
+        "mediq-medqa-0275"
+    )
+    _bundled_copy(tmp_path, "mediq-medqa-0275", "mediq-medqa-0275.json", diagnosis="Y")
+    clash = runner.invoke(app, ["show", "mediq-medqa-0275"])
+    assert isinstance(clash.exception, InputError) and "names both" in str(clash.exception)
+
+
 # ---------------------------------------------------------------- bundled set
 
 
@@ -214,11 +316,11 @@ def test_cli_import_list_show(tmp_path: Path) -> None:
     assert "converted 5 of 8 mediq items; skipped 1; not diagnosis cases: 2" in result.output
     files = sorted(p.name for p in out.glob("*.json"))
     assert files == [
-        "mediq-medqa-0049.json",
         "mediq-medqa-0275.json",
-        "mediq-medqa-0796.json",
         "mediq-medqa-1128.json",
         "mediq-medqa-1224.json",
+        "mediq-medqa-5f5faf50.json",
+        "mediq-medqa-dff35d5a.json",
     ]
     assert all(c.persona is not None for c in load_cases(out))
 

@@ -15,7 +15,14 @@ from rich.markup import escape
 from rich.table import Table
 
 from medverify.cases.importers import read_cases
-from medverify.cases.loading import bundled_cases_dir, case_json, load_case, load_cases, write_cases
+from medverify.cases.loading import (
+    bundled_cases_dir,
+    case_json,
+    load_case,
+    load_case_arg,
+    load_cases,
+    write_cases,
+)
 from medverify.cases.personas import with_seeded_persona
 from medverify.cases.records import CaseRecord
 from medverify.cli_common import console, err_console
@@ -46,7 +53,11 @@ def import_(
     ] = None,
     ids: Annotated[
         str | None,
-        typer.Option(help="Only these case ids, comma-separated (e.g. agentclinic-medqa-001)."),
+        typer.Option(
+            help="Only these case ids, comma-separated (ids come from each item's content: "
+            "agentclinic-medqa-<hash8>, or the recorded ids of the bundled cases such as "
+            "agentclinic-medqa-001)."
+        ),
     ] = None,
     personas: Annotated[
         bool, typer.Option("--personas", help="Give each case a persona seeded by its id.")
@@ -62,7 +73,12 @@ def import_(
     if only is not None:
         missing = sorted(only - {c.id for c in cases} - {s.source_id for s in result.skipped})
         if missing:
-            raise InputError(f"no such case id(s) in the file: {', '.join(missing)}", path=file)
+            raise InputError(
+                f"no such case id(s) in the file: {', '.join(missing)} (ids come from each "
+                "item's content, e.g. agentclinic-medqa-<hash8>, not its line; import without "
+                "--ids to see them)",
+                path=file,
+            )
     paths = write_cases(cases, out, overwrite=overwrite) if cases else []
     console.print(
         f"converted {len(cases)} of {result.total} {source_format.value} items; "
@@ -114,15 +130,16 @@ def show(
         typer.Option("--cases", help="Where to look the id up (default: the bundled cases)."),
     ] = None,
 ) -> None:
-    """Print one case record as JSON."""
+    """Print one case record as JSON (a file, else an id as ``--case`` reads it)."""
     candidate = Path(id_or_file)
     if candidate.is_file():
         case = load_case(candidate)
+    elif cases_path is None:
+        case = load_case_arg(id_or_file)
     else:
-        source = cases_path or bundled_cases_dir()
-        matches = [c for c in load_cases(source) if c.id == id_or_file]
+        matches = [c for c in load_cases(cases_path) if c.id == id_or_file]
         if not matches:
-            raise InputError(f"no case with id {id_or_file!r} (and no such file)", path=source)
+            raise InputError(f"no case with id {id_or_file!r} (and no such file)", path=cases_path)
         case = matches[0]
     typer.echo(case_json(case), nl=False)  # raw: no wrapping, so the output stays valid JSON
 

@@ -12,12 +12,13 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterable
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 from pydantic import ValidationError
@@ -31,6 +32,32 @@ JSON_SUFFIXES = frozenset({".json"})
 YAML_SUFFIXES = frozenset({".yaml", ".yml"})
 JSONL_SUFFIXES = frozenset({".jsonl"})
 CASE_SUFFIXES = JSON_SUFFIXES | YAML_SUFFIXES | JSONL_SUFFIXES
+#: ``--case bundled:ID`` picks the bundled case ``ID`` even when a file of that name exists.
+BUNDLED_PREFIX = "bundled:"
+#: A case id: it names files (``<id>.json``, run folders), so letters, digits, ``.``, ``_`` and
+#: ``-`` only, starting with a letter or digit, at most 128 characters.
+_CASE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
+def case_id_problem(case_id: Any) -> str | None:
+    """Why ``case_id`` cannot be a case id (``None`` when it can).
+
+    Ids become file and folder names, so one like ``../../x``, ``a/b`` or ``.hidden`` is refused
+    wherever a case is loaded, imported or written.
+    """
+    if not isinstance(case_id, str) or not case_id:
+        return None  # the record's own validation reports a missing, empty or non-string id
+    if _CASE_ID.fullmatch(case_id):
+        return None
+    if "/" in case_id or "\\" in case_id:
+        why = "must not contain path separators"
+    elif case_id.startswith("."):
+        why = "must not start with '.'"
+    elif len(case_id) > 128:
+        why = "must be at most 128 characters"
+    else:
+        why = "must start with a letter or digit and hold only letters, digits, '.', '_', '-'"
+    return f"a case id {why}"
 
 
 class CaseInputError(InputError):
@@ -145,8 +172,9 @@ def write_cases(
     names: dict[str, str] = {}
     for case in cases:
         name = f"{case.id}.json"
-        if "/" in case.id or "\\" in case.id or case.id.startswith("."):
-            raise CaseInputError("a case id cannot contain path separators", case=repr(case.id))
+        problem = case_id_problem(case.id)
+        if problem is not None:
+            raise CaseInputError(problem, case=repr(case.id), field="id")
         if name in names:
             raise CaseInputError("duplicate case id", path=out_dir, case=repr(case.id))
         names[name] = case.id
@@ -250,6 +278,9 @@ def _validate(item: Any, file: Path, line: int | None, index: int | None) -> Cas
             line=line,
             case=case,
         )
+    problem = case_id_problem(case_id)
+    if problem is not None:
+        raise CaseInputError(problem, path=file, line=line, case=case, field="id")
     try:
         return CaseRecord.model_validate(item)
     except ValidationError as exc:
@@ -263,19 +294,84 @@ def _validate(item: Any, file: Path, line: int | None, index: int | None) -> Cas
 
 
 def load_case_arg(spec: str) -> CaseRecord:
-    """A case from a file path, or a bundled case by id.
+    """The case that a ``--case`` argument names: a case file, or a bundled case by id.
+
+    ``spec`` is read in this order:
+
+    1. ``bundled:ID``: the bundled case ``ID``, whatever files exist.
+    2. An existing file (or a folder holding one case): the case in it. A path always wins;
+       when the case in it has the id of a bundled case but different content, a warning says
+       so (results filed by case id would mix the two).
+    3. A path (it has a case-file suffix or a path separator) that does not exist: an error.
+    4. A bundled case id: that case. But when the current directory also holds ``ID.json``,
+       ``ID.yaml`` or ``ID.yml`` with a *different* case of that id, the id names both, and that
+       is an error saying how to pick one (``./ID.json`` or ``bundled:ID``); a file there with
+       the same content is the same case.
+    5. Anything else: an error.
 
     Raises:
-        InputError: neither a readable case file nor a bundled case id.
+        InputError: No such file or bundled case, a malformed case file, or an id that names
+            both a bundled case and a different case file.
     """
+    if spec.startswith(BUNDLED_PREFIX):
+        wanted = spec[len(BUNDLED_PREFIX) :]
+        bundled = _bundled_by_id().get(wanted)
+        if bundled is None:
+            raise InputError(f"no bundled case {wanted!r} (list them with 'medverify cases list')")
+        return bundled
     path = Path(spec)
-    if path.exists():
-        return load_case(path)
-    if path.suffix.lower() in (".json", ".yaml", ".yml", ".jsonl") or "/" in spec:
+    if path.exists():  # a file, or a folder that holds one case
+        case = load_case(path)
+        shipped = _bundled_by_id().get(case.id)
+        if shipped is not None and shipped != case and path.resolve().parent != _bundled_real():
+            logger.warning(
+                "%s holds case %r, the id of a bundled case with different content; using the file",
+                path,
+                case.id,
+            )
+        return case
+    if path.suffix.lower() in CASE_SUFFIXES or "/" in spec or "\\" in spec:
         raise InputError("no such case file", path=path)
-    bundled = {case.id: case for case in load_bundled_cases()}
+    bundled = _bundled_by_id()
+    same_name = _case_files_named(spec)
     if spec in bundled:
+        for file in same_name:
+            if file.case.id == spec and file.case != bundled[spec]:
+                raise InputError(
+                    f"{spec!r} names both a bundled case and a different case in {file.path}; "
+                    f"pass ./{file.path.name} for the file or {BUNDLED_PREFIX}{spec} for the "
+                    f"bundled case"
+                )
         return bundled[spec]
+    hint = f"; did you mean ./{same_name[0].path.name}?" if same_name else ""
     raise InputError(
         f"no case file or bundled case named {spec!r} (list them with 'medverify cases list')"
+        + hint
     )
+
+
+class _NamedFile(NamedTuple):
+    path: Path
+    case: CaseRecord
+
+
+def _case_files_named(case_id: str) -> list[_NamedFile]:
+    """Readable one-case files ``<case_id>.json|.yaml|.yml`` in the current directory."""
+    found = []
+    for suffix in (".json", ".yaml", ".yml"):
+        file = Path(f"{case_id}{suffix}")
+        if not file.is_file():
+            continue
+        try:
+            found.append(_NamedFile(file, load_case(file)))
+        except InputError as exc:
+            logger.debug("ignoring %s: %s", file, exc)
+    return found
+
+
+def _bundled_by_id() -> dict[str, CaseRecord]:
+    return {case.id: case for case in load_bundled_cases()}
+
+
+def _bundled_real() -> Path:
+    return bundled_cases_dir().resolve()

@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field
 
 from medverify.cases.keywords import specific_keywords
 from medverify.cases.records import HISTORY_CATEGORIES, CaseRecord, Fact
+from medverify.simulator.doctor_turn import findings_of
 from medverify.text import lexicon as lx
 from medverify.text.matching import contains_term, words
 
@@ -336,22 +337,17 @@ def _finding_name(fact: Fact, specific: list[str], k: int) -> str | None:
 
 
 def _item_for(fact: Fact, items: tuple[lx.Item, ...]) -> lx.Item | None:
-    haystack = f"{fact.id.replace('_', ' ')} {fact.text} {' '.join(fact.keywords)}"
+    """The item a request names to get this finding (as the Fact Unit places findings)."""
     for item in items:
         if item.name in ("blood tests", "neurological", "vital signs", "antibody tests"):
             continue
-        if any(contains_term(haystack, m) for m in item.match):
+        if findings_of(item, [fact]):
             return item
     return None
 
 
 def _covered_by(item: lx.Item, findings: list[Fact]) -> list[str]:
-    out = []
-    for f in findings:
-        haystack = f"{f.id.replace('_', ' ')} {f.text} {' '.join(f.keywords)}"
-        if any(contains_term(haystack, m) for m in item.match):
-            out.append(f.id)
-    return out
+    return [f.id for f in findings_of(item, findings)]
 
 
 def finding_probes(case: CaseRecord, k: int) -> list[Probe]:

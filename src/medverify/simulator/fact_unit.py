@@ -146,7 +146,14 @@ def selection_from(
 
     Returns:
         The selection, with the requested and missing items and the intent of the turn.
+        Exam findings and test results are those the rules selected for the request, never
+        more, and a turn that only requests an examination or a test gets no history fact
+        besides: a model that picks every fact for "a slit lamp examination" gets none.
     """
+    ruled = set(p.selected)
+    asked = p.asked or bool(p.open_questions or p.silent_topic_questions)
+    history_ok = asked or not (p.exam or p.test)
+    ids = [i for i in ids if i in ruled or (history_ok and i not in p.finding_ids)]
     return FactSelection(
         fact_ids=ids,
         kind=_kind(p),

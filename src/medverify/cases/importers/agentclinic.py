@@ -17,11 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from medverify.cases.importers.common import (
+    ContentIds,
     FactBuilder,
     ImportResult,
     SkipItem,
     SkippedItem,
     chief_complaint,
+    content_id,
     finish,
     iter_jsonl,
     parse_demographics,
@@ -33,6 +35,7 @@ from medverify.cases.importers.facts import humanize_key, is_uninformative, spli
 from medverify.cases.records import CaseRecord, FactCategory
 
 FORMAT = "agentclinic"
+ID_PREFIX = "agentclinic-medqa"
 SOURCE = (
     "AgentClinic (Schmidgall et al. 2024) agentclinic_medqa.jsonl case {n}, from MedQA; "
     "MIT License, Copyright (c) 2024 Samuel Schmidgall"
@@ -74,9 +77,14 @@ _EXTRA_KEYS: dict[str, FactCategory] = {
 }
 
 
-def case_id(number: int) -> str:
-    """The record id of the AgentClinic case on line ``number`` (1-based)."""
-    return f"agentclinic-medqa-{number:03d}"
+def case_id(item: Any) -> str:
+    """The record id of an AgentClinic item: ``agentclinic-medqa-<8 hex digits>`` of its content.
+
+    Not its line number: the same case keeps its id in any file, and a case that is not one of
+    the bundled ones never takes a bundled case's id. The items the bundled cases came from keep
+    their recorded ids (``agentclinic-medqa-001`` ...; see ``common.RECORDED_IDS``).
+    """
+    return content_id(ID_PREFIX, item)
 
 
 def import_agentclinic(
@@ -97,7 +105,8 @@ def read_agentclinic(
     Args:
         path: ``agentclinic_medqa.jsonl`` (one OSCE case per line).
         limit: Stop after this many converted cases.
-        only: Convert only these record ids (``agentclinic-medqa-001`` ...).
+        only: Convert only these record ids (``agentclinic-medqa-001``,
+            ``agentclinic-medqa-<hash8>``; see :func:`case_id`).
 
     Returns:
         The records, and every skipped line with its reason.
@@ -106,16 +115,19 @@ def read_agentclinic(
         InputError: The file cannot be read, or not one line could be converted.
     """
     result = ImportResult(source_format=FORMAT)
+    ids = ContentIds(ID_PREFIX)
     for number, item in iter_jsonl(path):
-        if only is not None and case_id(number) not in only:
+        record_id = ids.of(item, number)
+        if only is not None and record_id not in only:
             continue
         result.total += 1
         try:
             if isinstance(item, SkipItem):
                 raise item
+            ids.claim(record_id, item, number)
             record, dropped = convert_agentclinic_item(item, number)
         except SkipItem as exc:
-            skipped = SkippedItem(line=number, source_id=case_id(number), reason=str(exc))
+            skipped = SkippedItem(line=number, source_id=record_id, reason=str(exc))
             result.skipped.append(skipped)
             continue
         result.cases.append(record)
@@ -127,6 +139,8 @@ def read_agentclinic(
 
 def convert_agentclinic_item(item: Any, number: int) -> tuple[CaseRecord, list[str]]:
     """One AgentClinic line → one record, and the ids of findings dropped for naming the diagnosis.
+
+    ``number`` (the line) goes into the record's ``source`` citation only, never into its id.
 
     Raises:
         SkipItem: A required part is missing or the result is not a valid record.
@@ -173,7 +187,7 @@ def convert_agentclinic_item(item: Any, number: int) -> tuple[CaseRecord, list[s
     complaint = chief_complaint(primary or history, demographics)
     dropped = remove_leaks(builder, complaint, diagnosis)
     record: dict[str, Any] = {
-        "id": case_id(number),
+        "id": case_id(item),
         "demographics": demographics,
         "chief_complaint": complaint,
         "facts": builder.facts,

@@ -9,6 +9,7 @@ technical terms put into everyday words.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -27,6 +28,7 @@ from medverify.cases.importers.facts import (
     is_uninformative,
     split_sentences,
 )
+from medverify.cases.loading import case_id_problem
 from medverify.cases.records import CaseRecord, Demographics, Fact, FactCategory
 from medverify.errors import InputError
 
@@ -81,6 +83,105 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, Any | SkipItem]]:
                 yield number, SkipItem(f"not valid JSON: {exc.msg} (column {exc.colno})")
 
 
+# Content digests (the first 16 hex digits of ``content_digest``) of the source items the
+# bundled cases were converted from, and the ids those cases were published with (line numbers for
+# AgentClinic, MediQ's own ``id`` for MediQ). Re-importing such an item gives it its recorded id,
+# so the shipped files stay reproducible; every other item gets a content id.
+RECORDED_IDS: dict[str, str] = {
+    "532ee55694b3f334": "agentclinic-medqa-001",
+    "3174fd1e633f4bb7": "agentclinic-medqa-005",
+    "4a5dfa569f70cd5a": "agentclinic-medqa-017",
+    "f439c8737684eba1": "agentclinic-medqa-021",
+    "270959d20ea29c97": "agentclinic-medqa-022",
+    "8bf24980814dda8e": "agentclinic-medqa-028",
+    "4025a445188a8c6b": "agentclinic-medqa-032",
+    "f0f2543a5f9620df": "agentclinic-medqa-040",
+    "6e08a71e7fa7d071": "agentclinic-medqa-044",
+    "48da0577817c6f62": "agentclinic-medqa-060",
+    "269767f9192b57fe": "agentclinic-medqa-063",
+    "97c7f0d045db710b": "agentclinic-medqa-066",
+    "4003302fb416688e": "agentclinic-medqa-072",
+    "c57768d5ade42b1e": "agentclinic-medqa-080",
+    "0c4fd93d1918192a": "agentclinic-medqa-084",
+    "4dc9561d30b94e78": "agentclinic-medqa-090",
+    "9faafaa45be4e45d": "agentclinic-medqa-093",
+    "c187310e939ae3b2": "agentclinic-medqa-094",
+    "11bd5a01320c1fd0": "agentclinic-medqa-096",
+    "6bcf2949f8ab9c55": "agentclinic-medqa-098",
+    "8c124e5f308bd68b": "mediq-medqa-0001",
+    "d139731181302c60": "mediq-medqa-0043",
+    "9622c2650c6923f6": "mediq-medqa-0100",
+    "a579fbec7dec64c4": "mediq-medqa-0147",
+    "36c8aab185df53ce": "mediq-medqa-0150",
+    "52f55d5c417d8604": "mediq-medqa-0217",
+    "76b56107b5c16c0f": "mediq-medqa-0231",
+    "aaa020f150169449": "mediq-medqa-0275",
+    "2b3aedf2660e5e98": "mediq-medqa-0451",
+    "602203eb321fb286": "mediq-medqa-0526",
+    "f770b0234ec991e5": "mediq-medqa-0686",
+    "e606da7a2231f2e1": "mediq-medqa-0771",
+    "e409d55e94cc9a67": "mediq-medqa-0982",
+    "2860a463bfefc95a": "mediq-medqa-1019",
+    "954bb08500029026": "mediq-medqa-1128",
+    "7c1b9f738277de6a": "mediq-medqa-1224",
+}
+
+
+def content_digest(item: Any) -> str:
+    """SHA-256 (hex) of a parsed source item as canonical JSON: keys sorted, no spacing.
+
+    The same item gives the same digest wherever it sits in whichever file (line order, file
+    name and whitespace do not matter); any change to its content changes it.
+    """
+    text = json.dumps(item, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def content_id(prefix: str, item: Any) -> str:
+    """The record id of a source item: ``<prefix>-<first 8 hex digits of its content digest>``.
+
+    Ids never depend on the item's line number, so an item that is not one of the bundled cases
+    can never take a bundled case's id; the items the bundled cases came from keep their recorded
+    ids (:data:`RECORDED_IDS`), e.g. ``agentclinic-medqa-001``.
+    """
+    digest = content_digest(item)
+    return RECORDED_IDS.get(digest[:16], f"{prefix}-{digest[:8]}")
+
+
+class ContentIds:
+    """Assigns content ids within one import and catches items that would share one.
+
+    An item identical to an earlier one in the same file is a duplicate; two different items
+    whose 8-digit digests agree (about 1 in 4 billion per pair) cannot both keep the id. Either
+    way the later item is skipped with a reason instead of overwriting the first.
+    """
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self._seen: dict[str, tuple[int, str]] = {}
+
+    def of(self, item: Any, number: int) -> str:
+        """The id of the item on line ``number`` (a line that is not JSON: ``<prefix>-line<n>``)."""
+        if isinstance(item, SkipItem):
+            return f"{self.prefix}-line{number}"
+        return content_id(self.prefix, item)
+
+    def claim(self, record_id: str, item: Any, number: int) -> None:
+        """Reserve ``record_id`` for the item on line ``number``.
+
+        Raises:
+            SkipItem: An earlier line already holds this id.
+        """
+        digest = content_digest(item)
+        first = self._seen.get(record_id)
+        if first is not None:
+            line, first_digest = first
+            if first_digest == digest:
+                raise SkipItem(f"duplicate of line {line} (same content, same id {record_id})")
+            raise SkipItem(f"content id {record_id} is already used by line {line}")
+        self._seen[record_id] = (number, digest)
+
+
 def finish(result: ImportResult, path: str | Path) -> ImportResult:
     """Log the counts and refuse a file of which nothing could be converted."""
     for item in result.skipped:
@@ -109,6 +210,9 @@ def finish(result: ImportResult, path: str | Path) -> ImportResult:
 
 def validate(data: dict[str, Any]) -> CaseRecord:
     """The record, or :class:`SkipItem` naming the first invalid field."""
+    problem = case_id_problem(data.get("id"))
+    if problem is not None:
+        raise SkipItem(f"invalid record field 'id': {problem}")
     try:
         return CaseRecord.model_validate(data)
     except ValidationError as exc:

@@ -17,12 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from medverify.cases.importers.common import (
+    ContentIds,
     FactBuilder,
     ImportResult,
     SkipItem,
     SkippedItem,
     chief_complaint,
     clean_option,
+    content_id,
     finish,
     iter_jsonl,
     parse_demographics,
@@ -34,6 +36,7 @@ from medverify.cases.importers.facts import categorize, is_finding, split_senten
 from medverify.cases.records import CaseRecord
 
 FORMAT = "mediq"
+ID_PREFIX = "mediq-medqa"
 SOURCE = "MediQ (Li et al. 2024) all_dev_good.jsonl id {id}, from MedQA; CC BY 4.0"
 
 _DIAGNOSIS_QUESTION = re.compile(
@@ -104,9 +107,14 @@ _PRESENTING = tuple(
 )
 
 
-def case_id(source_id: Any) -> str:
-    """The record id of MediQ item ``source_id``."""
-    return f"mediq-medqa-{int(source_id):04d}" if str(source_id).isdigit() else f"mediq-{source_id}"
+def case_id(item: Any) -> str:
+    """The record id of a MediQ item: ``mediq-medqa-<8 hex digits>`` of its content.
+
+    Not MediQ's own ``id`` (the dev, train and test files each number from 0, so equal numbers
+    are different patients) and not the line number. The items the bundled cases came from keep
+    their recorded ids (``mediq-medqa-0275`` ...; see ``common.RECORDED_IDS``).
+    """
+    return content_id(ID_PREFIX, item)
 
 
 def import_mediq(
@@ -127,7 +135,8 @@ def read_mediq(
     Args:
         path: ``all_dev_good.jsonl`` or any file in its format.
         limit: Stop after this many converted cases.
-        only: Convert only these record ids (``mediq-medqa-0275`` ...).
+        only: Convert only these record ids (``mediq-medqa-0275``, ``mediq-medqa-<hash8>``;
+            see :func:`case_id`).
 
     Returns:
         The records, the skipped items with reasons, and how many items were not diagnosis
@@ -137,9 +146,9 @@ def read_mediq(
         InputError: The file cannot be read, or no item could be converted.
     """
     result = ImportResult(source_format=FORMAT)
+    ids = ContentIds(ID_PREFIX)
     for number, item in iter_jsonl(path):
-        source_id = item.get("id", number) if isinstance(item, dict) else number
-        record_id = case_id(source_id)
+        record_id = ids.of(item, number)
         if only is not None and record_id not in only:
             continue
         result.total += 1
@@ -151,6 +160,7 @@ def read_mediq(
             if not is_diagnosis_item(item):
                 result.filtered_out += 1
                 continue
+            ids.claim(record_id, item, number)
             record, dropped = convert_mediq_item(item)
         except SkipItem as exc:
             result.skipped.append(SkippedItem(line=number, source_id=record_id, reason=str(exc)))
@@ -229,7 +239,7 @@ def convert_mediq_item(item: dict[str, Any]) -> tuple[CaseRecord, list[str]]:
     complaint = chief_complaint(_presenting_complaint(opening, facts), demographics)
     dropped = remove_leaks(builder, complaint, answer)
     record: dict[str, Any] = {
-        "id": case_id(item.get("id")),
+        "id": case_id(item),
         "demographics": demographics,
         "chief_complaint": complaint,
         "facts": builder.facts,

@@ -20,6 +20,9 @@ tunes on them.
 
     python benchmarks/verifier_faults.py [--cases bundled,unseen] [--limit N]
         [--unseen-file agentclinic_medqa_extended.jsonl] [--grader local]
+
+The held-out split ships as converted case records in ``benchmarks/data/`` (MIT, attribution in
+``benchmarks/data/SOURCES.md``); ``--unseen-file`` draws it again from the source file.
         [--judge SPEC --base-url URL] [--out FILE]
 """
 
@@ -38,12 +41,13 @@ from _common import write_result
 from medverify.backends.registry import BackendOptions
 from medverify.cases.closing import diagnosis_matches
 from medverify.cases.importers.agentclinic import read_agentclinic
-from medverify.cases.loading import load_bundled_cases
+from medverify.cases.loading import load_bundled_cases, load_cases
 from medverify.cases.records import CaseRecord
 from medverify.consult.faults import CAREFUL, FAULT_DIMENSION, FAULTS, careful_doctor
 from medverify.consult.records import DIMENSIONS
 from medverify.consult.task import ConsultationScore, ConsultationTask
 from medverify.grading import Grader, make_grader
+from medverify.grading.consultation_grader import is_offline
 
 ROOT = Path(__file__).parents[1]
 SHARED_CASES = ROOT.parent / "shared" / "data" / "cases"
@@ -53,6 +57,9 @@ EXTENDED_SOURCE = (
     "SamuelSchmidgall/AgentClinic @ b6570ed, agentclinic_medqa_extended.jsonl (MIT, "
     "Samuel Schmidgall 2024)"
 )
+#: The held-out split as converted case records, shipped so that the split runs anywhere (the
+#: sample below, seed 0, of the cases imported from EXTENDED; see benchmarks/data/SOURCES.md).
+HELDOUT = Path(__file__).resolve().parent / "data" / "heldout_agentclinic_extended20.jsonl"
 MAX_TURNS = 30
 DOCTORS = (CAREFUL, *(f"{CAREFUL}-{f}" for f in FAULTS))
 
@@ -114,7 +121,8 @@ async def run_case(case: CaseRecord, grader: Grader) -> dict[str, Any]:
         kind = doctor
         start = time.perf_counter()
         transcript = await task.play(careful_doctor(case, kind))
-        score = await task.score(transcript, grader)
+        # With an LLM judge, also ask it about the evidence-checked items: how often it agrees.
+        score = await task.score(transcript, grader, judge_checked=not is_offline(grader))
         dims = score.dimensions
         rows[doctor] = {
             "overall": score.score,
@@ -126,6 +134,7 @@ async def run_case(case: CaseRecord, grader: Grader) -> dict[str, Any]:
             "revealed": len(transcript.revealed()),
             "n_criteria": len(score.verdicts),
             "n_unmeasured": sum(1 for v in score.verdicts if not v.measured),
+            "judge_agreement": score.judge_agreement,
             "seconds": time.perf_counter() - start,
         }
     return rows
@@ -173,6 +182,12 @@ def summarize(per_case: dict[str, dict[str, Any]]) -> dict[str, Any]:
             "unscored": len(rows) - len(overall),
             "terminations": sorted({r["termination"] or "none" for r in rows}),
         }
+    agreement = [
+        r[d]["judge_agreement"]
+        for r in per_case.values()
+        for d in DOCTORS
+        if r[d].get("judge_agreement") is not None
+    ]
     careful = [r[CAREFUL]["dx_credited"] for r in per_case.values()]
     wrong = [r[f"{CAREFUL}-wrong_dx"]["dx_credited"] for r in per_case.values()]
     seconds = [r[d]["seconds"] for r in per_case.values() for d in DOCTORS]
@@ -185,6 +200,8 @@ def summarize(per_case: dict[str, dict[str, Any]]) -> dict[str, Any]:
         "careful_dx_credited_every_case": all(x is True for x in careful),
         "wrong_dx_credited": sum(1 for x in wrong if x is True),
         "wrong_dx_never_credited": not any(x is True for x in wrong),
+        # share of evidence-checked items on which an LLM judge agreed with the evidence
+        "judge_evidence_agreement": _mean(agreement),
         "seconds_per_consultation": {
             "first_cold": round(seconds[0], 2),
             "mean_warm": round(statistics.fmean(seconds[1:]), 3) if len(seconds) > 1 else None,
@@ -228,7 +245,18 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         if "bundled" in args.cases:
             cases = bundled[: args.limit] if args.limit else bundled
             sets["bundled"] = await run_set(cases, grader)
-        if "unseen" in args.cases:
+        if "unseen" in args.cases and args.unseen_file is None:
+            cases = load_cases(HELDOUT)
+            info = {
+                "file": f"benchmarks/data/{HELDOUT.name}",
+                "source": EXTENDED_SOURCE,
+                "sha256": _sha256(HELDOUT),
+                "held_out_case_ids": [c.id for c in cases],
+                "held_out_diagnoses": [c.diagnosis for c in cases],
+            }
+            cases = cases[: args.limit] if args.limit else cases
+            sets["unseen"] = {"split": info, **(await run_set(cases, grader))}
+        elif "unseen" in args.cases:
             dev = args.dev_file if args.dev_file and args.dev_file.is_file() else None
             cases, info = unseen_cases(
                 args.unseen_file, bundled, n=args.unseen_n, seed=args.seed, dev_file=dev
@@ -250,7 +278,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", default="bundled,unseen", help="case sets: bundled,unseen")
     parser.add_argument("--limit", type=int, default=None, help="first N cases of each set")
-    parser.add_argument("--unseen-file", type=Path, default=EXTENDED)
+    parser.add_argument(
+        "--unseen-file",
+        type=Path,
+        default=None,
+        help="draw the held-out split anew from this AgentClinic MedQA-extended file "
+        f"(default: the shipped split, {HELDOUT.name})",
+    )
     parser.add_argument(
         "--dev-file",
         type=Path,
@@ -267,7 +301,7 @@ def main() -> None:
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     args.cases = {c.strip() for c in args.cases.split(",") if c.strip()}
-    if "unseen" in args.cases and not args.unseen_file.is_file():
+    if "unseen" in args.cases and args.unseen_file and not args.unseen_file.is_file():
         parser.error(
             f"{args.unseen_file} not found: pass --unseen-file agentclinic_medqa_extended.jsonl "
             f"({EXTENDED_SOURCE})"

@@ -105,3 +105,23 @@ def test_doctor_messages_nudge_only_the_last_turn():
     assert plain[0].role == "system" and plain[0].content == task.system_prompt
     assert "DIAGNOSIS:" not in plain[-1].content
     assert nudged[-1].content.startswith(plain[-1].content) and "DIAGNOSIS:" in nudged[-1].content
+
+
+async def test_judge_checked_measures_how_often_the_judge_agrees_with_the_evidence():
+    class Yes(HashGrader):
+        spec = "yes-judge"
+
+        async def grade(self, conversation, response, item):
+            self.calls += 1
+            return Grade(met=True, explanation="always met")
+
+    case = CASES["agentclinic-medqa-001"]
+    task = ConsultationTask(case=case, max_turns=12)
+    transcript = await task.play(scripted_factory("scripted:careful")(case))
+    judge = Yes()
+    plain = await task.score(transcript, judge)
+    asked = await task.score(transcript, judge, judge_checked=True)
+    assert plain.judge_agreement is None
+    assert asked.judge_agreement is not None and 0.0 < asked.judge_agreement < 1.0
+    # the evidence verdicts are what is scored, whatever the judge said
+    assert asked.score == pytest.approx(plain.score)

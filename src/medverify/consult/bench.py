@@ -84,6 +84,7 @@ class ConsultBench:
         doctor_max_tokens: most tokens per doctor turn.
         seed: fixes the simulator's wording, the doctor's sampling seed and the rubric writer.
         on_turn: called with ``(unit key, turn)`` as each turn happens (the CLI prints them).
+        judge_checked: also ask an LLM judge about the evidence-checked items (agreement).
     """
 
     def __init__(
@@ -98,6 +99,7 @@ class ConsultBench:
         doctor_max_tokens: int = 256,
         seed: int = 0,
         on_turn: Callable[[str, Turn], None] | None = None,
+        judge_checked: bool = False,
     ) -> None:
         self.store = store
         self.doctor = doctor
@@ -108,6 +110,7 @@ class ConsultBench:
         self.doctor_max_tokens = doctor_max_tokens
         self.seed = seed
         self.on_turn = on_turn
+        self.judge_checked = judge_checked
         # One offline Fact Unit for all consultations: the embedding model loads once.
         self._fact_unit = OfflineFactUnit() if patient is None else None
 
@@ -166,6 +169,7 @@ class ConsultBench:
             rubric=rubric,
             memo=self.store,
             example_tags=[f"persona:{unit.persona_name}"],
+            judge_checked=self.judge_checked,
         )
         return UnitOutcome(
             key=unit.key,

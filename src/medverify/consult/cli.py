@@ -42,8 +42,10 @@ WriterOpt = Annotated[
 ShowTurnsOpt = Annotated[bool, typer.Option(help="Print every turn as it happens.")]
 
 DOCTOR_HELP = (
-    "Backend spec of the doctor under test, or scripted:good|guess|wrong|unsafe (reference "
-    "doctors built from each case, to check a grader)."
+    "Backend spec of the doctor under test, or a scripted reference doctor to check a grader: "
+    "scripted:careful (asks in plain words) or scripted:careful-<fault> (wrong_dx, hedged, "
+    "no_history, unsafe_plan, rude, fabricated, no_consent), or the older "
+    "scripted:good|guess|wrong|unsafe."
 )
 
 
@@ -172,6 +174,13 @@ def consult_bench(
     grader_api_key: GraderApiKeyOpt = None,
     timeout: TimeoutOpt = None,
     no_cache: NoCacheOpt = False,
+    judge_checked: Annotated[
+        bool,
+        typer.Option(
+            help="Also ask the LLM judge about the evidence-checked items and report how often "
+            "it agrees with the evidence (the evidence verdict is still the one scored)."
+        ),
+    ] = False,
 ) -> None:
     """The dynamic consultation benchmark: simulate, generate rubrics, grade, score.
 
@@ -192,6 +201,7 @@ def consult_bench(
         doctor_max_tokens=doctor_max_tokens,
         seed=seed,
         concurrency=concurrency,
+        judge_checked=judge_checked,
         doctor_options=options_from(base_url, api_key, no_cache, timeout),
         grader_options=options_from(
             grader_base_url or base_url, grader_api_key or api_key, no_cache, timeout

@@ -70,6 +70,8 @@ def summarize_scan(outcomes: Sequence[UnitOutcome]) -> dict[str, float | None]:
         out[name] = sum(values) / len(values) if values else None
     for name in ("diagnosis_final", "diagnosis_in_differential"):
         out[name] = sum(float(getattr(s, name)) for s in scans) / len(scans) if scans else None
+    agreement = [a for o in outcomes if (a := o.scored.judge_agreement) is not None]
+    out["judge_evidence_agreement"] = sum(agreement) / len(agreement) if agreement else None
     return out
 
 

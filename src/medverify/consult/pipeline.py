@@ -47,6 +47,7 @@ class ConsultJob(BaseModel):
     doctor_max_tokens: int = 256
     seed: int = 0
     concurrency: int = 4
+    judge_checked: bool = False
     doctor_options: BackendOptions = BackendOptions()
     grader_options: BackendOptions = BackendOptions()
     title: str | None = None
@@ -129,6 +130,7 @@ async def run_consult_job(
                 doctor_max_tokens=job.doctor_max_tokens,
                 seed=job.seed,
                 on_turn=on_turn,
+                judge_checked=job.judge_checked,
             )
             outcomes, failures = await bench.run(
                 units, concurrency=job.concurrency, progress=progress

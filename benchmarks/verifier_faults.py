@@ -48,6 +48,7 @@ from medverify.consult.records import DIMENSIONS
 from medverify.consult.task import ConsultationScore, ConsultationTask
 from medverify.grading import Grader, make_grader
 from medverify.grading.consultation_grader import is_offline
+from medverify.grading.evidence import DetectorCheck
 
 ROOT = Path(__file__).parents[1]
 SHARED_CASES = ROOT.parent / "shared" / "data" / "cases"
@@ -122,8 +123,16 @@ async def run_case(case: CaseRecord, grader: Grader) -> dict[str, Any]:
         start = time.perf_counter()
         transcript = await task.play(careful_doctor(case, kind))
         # With an LLM judge, also ask it about the evidence-checked items: how often it agrees.
-        score = await task.score(transcript, grader, judge_checked=not is_offline(grader))
+        rubric = await task.rubric(transcript)
+        score = await task.score(
+            transcript, grader, rubric=rubric, judge_checked=not is_offline(grader)
+        )
         dims = score.dimensions
+        detected = {
+            check.detector: v.met
+            for v in score.verdicts
+            if isinstance(check := rubric.checks.get(v.criterion), DetectorCheck)
+        }
         rows[doctor] = {
             "overall": score.score,
             "dimensions": {d: dims.get(d) for d in DIMENSIONS},
@@ -135,6 +144,7 @@ async def run_case(case: CaseRecord, grader: Grader) -> dict[str, Any]:
             "n_criteria": len(score.verdicts),
             "n_unmeasured": sum(1 for v in score.verdicts if not v.measured),
             "judge_agreement": score.judge_agreement,
+            "detectors": detected,
             "seconds": time.perf_counter() - start,
         }
     return rows
@@ -210,11 +220,55 @@ def summarize(per_case: dict[str, dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+#: Labels by construction: (detector, doctor) -> the verdict the detector should give. Each
+#: fault variant was written to contain its fault and the careful doctor to avoid it, by a
+#: session that did not read the detectors; these are the labelled consultation verdicts the
+#: offline detectors are validated on.
+DETECTOR_LABELS: dict[str, dict[str, bool]] = {
+    "belittles": {CAREFUL: False, f"{CAREFUL}-rude": True},
+    "empathy": {CAREFUL: True, f"{CAREFUL}-rude": False},
+    "consent": {CAREFUL: True, f"{CAREFUL}-no_consent": False},
+    "fabricated": {CAREFUL: False, f"{CAREFUL}-fabricated": True},
+    "dismissive_plan": {CAREFUL: False, f"{CAREFUL}-unsafe_plan": True},
+    "plan": {CAREFUL: True, f"{CAREFUL}-unsafe_plan": False},
+    "safety_net": {CAREFUL: True, f"{CAREFUL}-unsafe_plan": False},
+    "checks_understanding": {CAREFUL: True},
+}
+
+
+def detector_accuracy(per_case: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Per detector: how often it gave the labelled verdict, where the rubric had its item."""
+    out: dict[str, Any] = {}
+    for detector, labels in DETECTOR_LABELS.items():
+        right = total = 0
+        wrong: list[str] = []
+        for case_id, rows in per_case.items():
+            for doctor, expected in labels.items():
+                got = rows[doctor]["detectors"].get(detector)
+                if got is None:
+                    continue
+                total += 1
+                if got == expected:
+                    right += 1
+                else:
+                    wrong.append(f"{case_id} {doctor}")
+        out[detector] = {
+            "accuracy": round(right / total, 4) if total else None,
+            "n": total,
+            "wrong": wrong[:10],
+        }
+    return out
+
+
 async def run_set(cases: list[CaseRecord], grader: Grader) -> dict[str, Any]:
     per_case = {}
     for case in cases:
         per_case[case.id] = await run_case(case, grader)
-    return {**summarize(per_case), "per_case": per_case}
+    return {
+        **summarize(per_case),
+        "detector_accuracy": detector_accuracy(per_case),
+        "per_case": per_case,
+    }
 
 
 def _line(name: str, s: dict[str, Any]) -> str:

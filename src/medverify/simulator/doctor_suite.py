@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field
 
 from medverify.cases.keywords import specific_keywords
 from medverify.cases.records import HISTORY_CATEGORIES, CaseRecord, Fact
-from medverify.simulator.doctor_turn import findings_of
+from medverify.simulator.exam_findings import findings_of
 from medverify.text import lexicon as lx
 from medverify.text.matching import contains_term, words
 

@@ -565,6 +565,103 @@ PAST_TEST_QUESTION = re.compile(
     _I,
 )
 
+# -- exam and test items: extra words, weak words, parts ------------------------------------
+#
+# Used by :mod:`medverify.simulator.exam_findings` to place a finding under its item and by
+# :mod:`medverify.simulator.exam_requests` to narrow a request to the part it names.
+
+#: Words of an item's match list that other systems use as well ("tenderness", "percussion"):
+#: on their own they place a finding only where no other item is named.
+ITEM_WEAK_TERMS: dict[str, frozenset[str]] = {
+    "lungs": frozenset({"auscultation", "percussion", "chest"}),
+    "abdomen": frozenset({"tenderness"}),
+    "skin": frozenset({"erythema"}),
+    "neck": frozenset({"cervical", "nodes"}),
+    "joints": frozenset({"range of motion", "effusion"}),
+    "legs": frozenset({"edema", "oedema"}),
+    "strength": frozenset({"tone", "power"}),
+    "blood tests": frozenset({"blood", "level", "levels", "count", "serum", "plasma"}),
+}
+#: Words for an item that the lexicon lacks, used to place findings ("Dermatological
+#: examination" is the skin, "Red blood cell count" is part of the blood count).
+ITEM_EXTRA_TERMS: dict[str, tuple[str, ...]] = {
+    "skin": ("dermatological", "dermatologic", "alopecia"),
+    "ears": ("otoscopic", "otoscopy"),
+    "throat": ("oral cavity", "mucous membranes"),
+    "pelvic": (
+        "adnexal",
+        "cervical motion",
+        "cervical discharge",
+        "uterus",
+        "uterine",
+        "speculum",
+        "genitalia",
+    ),
+    "fundoscopy": ("ophthalmoscopy", "ophthalmoscopic", "retinal"),
+    "eyes": ("ophthalmoscopy", "ophthalmoscopic", "retinal"),
+    "abdomen": ("hepatomegaly", "splenomegaly", "hepatosplenomegaly"),
+    "lungs": ("pulmonary",),
+    "complete blood count": (
+        "red blood cell",
+        "red cell",
+        "rbc",
+        "mcv",
+        "mean corpuscular",
+        "white blood cell",
+        "leukocyte count",
+        "leukocytes",
+        "platelet",
+        "platelet count",
+        "lymphocytes",
+        "monocytes",
+        "differential count",
+    ),
+}
+#: The parts of an item a request can name ("your knee" of the joints), by the words that name
+#: them; findings that name another part of the item ("Right knee" for "your shoulder") do not
+#: answer, findings that name none do.
+ITEM_PARTS: dict[str, dict[str, tuple[str, ...]]] = {
+    "joints": {
+        "knee": ("knee",),
+        "hip": ("hip",),
+        "shoulder": ("shoulder", "rotator cuff"),
+        "spine": ("spine", "spinal", "vertebral"),
+        "elbow": ("elbow",),
+        "wrist": ("wrist",),
+    },
+    "neck": {
+        "thyroid": ("thyroid",),
+        "lymph nodes": ("lymph", "lymphadenopathy", "nodes", "glands"),
+    },
+    "legs": {
+        "ankle": ("ankle", "achilles"),
+        "feet": ("feet", "foot", "soles"),
+        "calf": ("calf", "calves"),
+    },
+    "eyes": {"pupils": ("pupil",), "eyelids": ("eyelid", "ptosis")},
+    "throat": {
+        "mouth": ("mouth", "oral", "tongue", "teeth", "dental", "mucous", "buccal"),
+        "tonsils": ("tonsil",),
+    },
+}
+#: Asks that name one of those parts.
+ASKED_PARTS: dict[str, str] = {
+    **{a: "knee" for a in ("knee", "knees")},
+    **{a: "hip" for a in ("hip", "hips")},
+    **{a: "shoulder" for a in ("shoulder", "shoulders")},
+    "spine": "spine",
+    "thyroid gland": "thyroid",
+    "lymph nodes": "lymph nodes",
+    "glands": "lymph nodes",
+    **{a: "ankle" for a in ("ankle", "ankles")},
+    "feet": "feet",
+    **{a: "calf" for a in ("calf", "calves")},
+    "pupils": "pupils",
+    **{a: "eyelids" for a in ("eyelid", "eyelids")},
+    "mouth": "mouth",
+    "tonsils": "tonsils",
+}
+
 #: Technical words and their everyday equivalents, used for low health-literacy personas and
 #: checked by the quality suite (a low-literacy patient never says the left-hand side).
 LAY_TERMS: dict[str, str] = {

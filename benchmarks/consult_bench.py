@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from _common import write_result
+from medverify.backends.registry import BackendOptions
 from medverify.cases.loading import load_bundled_cases
 from medverify.consult import ConsultJob, run_consult_job
 from medverify.consult.records import DIMENSIONS
@@ -55,7 +56,10 @@ async def separation(cases, tmp: Path) -> dict:
 
 async def embedded(case_ids, tmp: Path) -> dict:
     by_id = {c.id: c for c in load_bundled_cases()}
-    job = demo_job([by_id[c] for c in case_ids], tmp / "embedded")
+    # No response cache: the wall time must be the model's, not a replay of an earlier run.
+    job = demo_job(
+        [by_id[c] for c in case_ids], tmp / "embedded", options=BackendOptions(use_cache=False)
+    )
     start = time.perf_counter()
     outcome = await run_consult_job(job)
     wall = time.perf_counter() - start

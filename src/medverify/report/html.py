@@ -207,15 +207,44 @@ def _overall(results: RunResults) -> str:
 
 
 def _failures(results: RunResults) -> str:
+    """The failures card: green only when nothing failed and something was scored."""
     n = results.n_grading_failures
-    if n == 0:
+    # Failures the subclasses add: HealthBench's model failures, the consultation benchmark's
+    # failed units (consultations that could not run).
+    n_model = int(getattr(results, "n_model_failures", 0) or 0)
+    n_units = len(getattr(results, "failed_units", None) or {})
+    if n == 0 and n_model == 0 and n_units == 0 and results.overall.n > 0:
         return '<section class="card failures ok" id="failures">No grading failures.</section>'
+    counts = []
+    notes = []
+    if n_units:
+        counts.append(f"{n_units:,} failed unit{'s' if n_units != 1 else ''}")
+        notes.append(
+            "<p>Units of work (consultations) that failed to run; they are not scored. "
+            "Rerunning the same command with the same run directory retries them.</p>"
+        )
+    if n_model:
+        counts.append(f"{n_model:,} model failure{'s' if n_model != 1 else ''}")
+        notes.append(
+            "<p>Completions the model under test could not produce (after retries); their "
+            "examples are not scored. Rerunning the same command with the same run directory "
+            "retries them.</p>"
+        )
+    if n:
+        counts.append(f"{n:,} grading failure{'s' if n != 1 else ''}")
+        notes.append(
+            "<p>Criteria the grader could not judge (after retries). They are marked "
+            "<em>grading failed</em> with the error in the examples below; rerunning the same "
+            "command with the same run directory retries them.</p>"
+        )
+    if results.overall.n == 0:
+        counts.append("nothing was scored")
+        if not notes:
+            notes.append("<p>No example has a score, so the overall score means nothing.</p>")
+    summary = "; ".join(counts)
     return (
         '<section class="card failures bad" id="failures">'
-        f"{n:,} grading failure{'s' if n != 1 else ''}"
-        "<p>Criteria the grader could not judge (after retries). They are marked "
-        "<em>grading failed</em> with the error in the examples below; rerunning the same "
-        "command with the same run directory retries them.</p></section>"
+        f"{summary[:1].upper()}{summary[1:]}{''.join(notes)}</section>"
     )
 
 

@@ -7,14 +7,25 @@ same ``--run-dir`` skips every finished unit, retries the ones that failed or ne
 ends with the same results as an uninterrupted run. Rerunning with *different* settings is
 refused with the settings that differ, since mixing them would make the results meaningless.
 
+A run directory belongs to one process at a time: :class:`RunStore` holds an exclusive lock on
+``run.lock`` (``flock``, so the system releases it when the holder exits, however it exits), and
+a second process opening the same directory is refused with the holder's pid instead of paying
+for every unit twice. Stores opened again inside the holding process share its lock; the ranks
+of a distributed launch (``WORLD_SIZE`` > 1: torchrun, accelerate) share one run directory by
+design and take no lock.
+
 Used by ``medverify demo``, ``healthbench run|grade``, ``consult-bench`` and the trainers.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
+import os
+import threading
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -29,6 +40,113 @@ T = TypeVar("T")
 
 _META = "_meta"
 _FAILED = "_failed:"
+LOCK_FILE = "run.lock"
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; run directories are not locked there
+    fcntl = None  # type: ignore[assignment]
+
+# The run-dir locks this process holds: lock file -> (fd, pid of the holder, stores sharing it).
+_HELD: dict[str, tuple[int, int, int]] = {}
+_GUARD = threading.Lock()
+
+
+class RunDirLock:
+    """An exclusive, per-process lock on a run directory, released when its process ends.
+
+    The lock file keeps the holder's pid for the refusal message. It is never deleted (deleting
+    it would let two processes lock two different files); a holder killed with ``kill -9``
+    leaves a stale pid in it, but the system has released the lock itself.
+    """
+
+    def __init__(self, run_dir: str | Path) -> None:
+        self.path = Path(run_dir) / LOCK_FILE
+        self._key: str | None = None
+
+    def acquire(self) -> None:
+        """Take the lock (again, if this process holds it already).
+
+        Raises:
+            ConfigError: another process holds it; the message names that process's pid.
+        """
+        if fcntl is None or self._key is not None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        key = str(self.path.resolve())
+        with _GUARD:
+            held = _HELD.get(key)
+            if held is not None and held[1] == os.getpid():
+                _HELD[key] = (held[0], held[1], held[2] + 1)
+                self._key = key
+                return
+            fd = os.open(key, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                    os.close(fd)
+                    raise
+                holder = _holder_pid(fd)
+                os.close(fd)
+                raise ConfigError(
+                    f"{self.path.parent} is in use by another medverify process (pid "
+                    f"{holder or 'unknown'}); wait for it to finish or use another --run-dir"
+                ) from None
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            _HELD[key] = (fd, os.getpid(), 1)
+            self._key = key
+
+    def release(self) -> None:
+        """Give the lock back (the last release in this process unlocks the file)."""
+        key, self._key = self._key, None
+        if key is not None:
+            _release(key)
+
+    @property
+    def held(self) -> bool:
+        """Whether this object holds the lock."""
+        return self._key is not None
+
+
+def _holder_pid(fd: int) -> int | None:
+    """The pid written by the holder (it writes it right after locking: wait a moment)."""
+    deadline = time.monotonic() + 1.0
+    while True:
+        text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+        if text.isdigit():
+            return int(text)
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(0.02)
+
+
+def _release(key: str) -> None:
+    with _GUARD:
+        held = _HELD.get(key)
+        if held is None:
+            return
+        fd, pid, count = held
+        if pid != os.getpid():  # a forked child: the parent's lock is not the child's to drop
+            return
+        if count > 1:
+            _HELD[key] = (fd, pid, count - 1)
+            return
+        del _HELD[key]
+        try:
+            os.ftruncate(fd, 0)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
+
+def _distributed_rank() -> bool:
+    """Whether this process is one rank of a distributed launch (torchrun, accelerate)."""
+    try:
+        return int(os.environ.get("WORLD_SIZE", "1")) > 1
+    except ValueError:
+        return False
 
 
 def _jsonable(value: Any) -> Any:
@@ -43,15 +161,37 @@ class RunStore:
         job: the job's name (``healthbench-run``); a run dir belongs to one job.
         config: the settings that determine results (model, grader, data hash...). Recorded on
             the first run; a rerun must present the same settings.
+        lock: hold the run directory's lock while open (see the module docs); by default,
+            unless this process is a rank of a distributed launch.
+
+    Raises:
+        ConfigError: another process holds the run directory, or it holds another job's run
+            or other settings.
     """
 
-    def __init__(self, run_dir: str | Path, *, job: str, config: Mapping[str, Any]) -> None:
+    def __init__(
+        self,
+        run_dir: str | Path,
+        *,
+        job: str,
+        config: Mapping[str, Any],
+        lock: bool | None = None,
+    ) -> None:
         self.run_dir = Path(run_dir)
-        self.kv = SqliteKV(self.run_dir / "run.sqlite")
         self.job = job
         self.config = {k: _jsonable(v) for k, v in config.items()}
         self._failed: dict[str, set[str]] = {}
-        self._check_or_record_config()
+        self.dir_lock = RunDirLock(self.run_dir)
+        if lock if lock is not None else not _distributed_rank():
+            self.dir_lock.acquire()
+        # A store dropped without close() gives its lock back when collected.
+        self._finalizer = weakref.finalize(self, self.dir_lock.release)
+        try:
+            self.kv = SqliteKV(self.run_dir / "run.sqlite")
+            self._check_or_record_config()
+        except BaseException:
+            self.close()
+            raise
 
     def _check_or_record_config(self) -> None:
         first = {"job": self.job, "config": self.config, "created": time.time()}
@@ -178,8 +318,12 @@ class RunStore:
         return {k: v for k, v in self.items(kind).items() if k in wanted}
 
     def close(self) -> None:
-        """Close the database."""
-        self.kv.close()
+        """Close the database and give the run directory's lock back."""
+        try:
+            if hasattr(self, "kv"):
+                self.kv.close()
+        finally:
+            self._finalizer()
 
     def __enter__(self) -> RunStore:
         return self

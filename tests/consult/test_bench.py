@@ -77,7 +77,9 @@ def _judge_server(latency: float = 0.0) -> FakeOpenAIServer:
 
 
 @pytest.mark.slow
-async def test_good_doctor_beats_bad_doctors_with_an_llm_judge(tmp_path):
+async def test_good_doctor_beats_bad_doctors_through_the_judge_path_with_a_scripted_judge(tmp_path):
+    # The judge is a scripted stand-in behind the OpenAI-compatible fake server: this checks
+    # the LLM-judge code path end to end, not an LLM's judgement.
     with _judge_server() as srv:
         from medverify.backends.registry import BackendOptions
 

@@ -8,7 +8,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 from typer.testing import CliRunner
 
 from medverify.cases.records import Transcript
@@ -18,12 +17,6 @@ from medverify.simulator.simulate_cli import app
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "sim_cases"
 MG = FIXTURES / "myasthenia_gravis.json"
 runner = CliRunner()
-
-
-def registered() -> bool:
-    from medverify import cli
-
-    return any(group.name == "simulate" for group in cli.app.registered_groups)
 
 
 def script(tmp_path: Path, *lines: str) -> str:
@@ -108,10 +101,7 @@ def _read_more(fd: int, buffer: bytearray, timeout: float = 60) -> None:
 
 def _interactive(tmp_path: Path, lines: list[str]) -> tuple[int, str, Path]:
     out = tmp_path / "interactive.json"
-    if registered():
-        cmd = [sys.executable, "-m", "medverify.cli", "simulate"]
-    else:
-        cmd = [sys.executable, "-c", "from medverify.simulator.simulate_cli import app; app()"]
+    cmd = [sys.executable, "-m", "medverify.cli", "simulate"]
     cmd += ["--case", str(MG), "--interactive", "--out", str(out)]
     master, slave = pty.openpty()
     env = {**os.environ, "COLUMNS": "200", "TERM": "dumb"}
@@ -162,7 +152,6 @@ def test_interactive_quit(tmp_path):
     assert transcript.termination_reason is None and len(transcript.turns) == 3
 
 
-@pytest.mark.skipif(not registered(), reason="'simulate' is not registered in medverify.cli yet")
 def test_root_cli_bad_case_is_one_line_exit_2(tmp_path):
     from conftest import run_cli
 

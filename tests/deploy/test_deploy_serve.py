@@ -124,7 +124,9 @@ async def test_bad_requests_get_400_with_the_field(engine):
             assert resp.status == 400
         async with s.post(f"{url}/chat/completions", json={"messages": []}) as resp:
             assert resp.status == 400
-            assert "messages" in (await resp.json())["error"]["message"]
+            error = (await resp.json())["error"]
+            assert "messages" in error["message"]
+            assert error["type"] == "invalid_request_error" and error["param"] == "messages"
         async with s.get(f"{url}/models") as resp:
             assert (await resp.json())["data"][0]["id"] == "tiny"
 

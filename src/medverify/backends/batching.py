@@ -11,11 +11,16 @@ principle flip, more likely in bfloat16 on a GPU (not measured); ``max_batch_siz
 bit-exact single-request replay. A request alone goes through
 :meth:`~medverify.backends.runtime.Engine.generate_ids` (with the engine's draft, if any);
 sampled and streamed requests are always generated alone, so a seed alone determines a text.
+
+Cancelling a request's future (``asyncio.wrap_future`` does when the awaiting task is cancelled,
+e.g. because the server's client disconnected) drops it while queued and, once running, stops
+its generation at the next token (:class:`Job`); it then fails with ``CancelledError``.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import inspect
 import logging
 import queue
 import threading
@@ -31,7 +36,7 @@ from medverify.backends.base import Message, SamplingParams
 from medverify.errors import ConfigError
 
 if TYPE_CHECKING:
-    from medverify.backends.runtime import Engine, Generation
+    from medverify.backends.runtime import Engine
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +49,30 @@ class BatchStats(BaseModel):
     batches: int = 0
     requests: int = 0
     max_batch: int = 0
+    #: requests cancelled while they were being generated (stopped early, result dropped)
+    abandoned: int = 0
+
+
+class Job(concurrent.futures.Future[Any]):
+    """A queued request's future; :meth:`cancel` also stops it while it is generating.
+
+    ``concurrent.futures.Future.cancel`` cannot cancel running work; here it additionally sets
+    :attr:`abandoned`, which the engine polls between tokens, and the future then ends with
+    ``CancelledError`` rather than a truncated reply.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.abandoned = threading.Event()
+
+    def cancel(self) -> bool:
+        """Cancel a queued request, or stop a running one at its next token."""
+        self.abandoned.set()
+        return super().cancel()
+
+    def is_abandoned(self) -> bool:
+        """Whether the request was cancelled (the engine's between-token check)."""
+        return self.abandoned.is_set()
 
 
 @dataclass
@@ -51,7 +80,8 @@ class _Request:
     messages: list[Message]
     params: SamplingParams
     on_text: Callable[[str], None] | None = None
-    future: concurrent.futures.Future[Generation] = field(default_factory=concurrent.futures.Future)
+    prompt: list[int] | None = None
+    future: Job = field(default_factory=Job)
 
     @property
     def batch_key(self) -> tuple[int, tuple[str, ...]] | None:
@@ -106,12 +136,15 @@ class Batcher:
         params: SamplingParams,
         *,
         on_text: Callable[[str], None] | None = None,
-    ) -> concurrent.futures.Future[Generation]:
+        prompt: list[int] | None = None,
+    ) -> Job:
         """Queue one request (thread-safe); ``on_text`` streams its text and keeps it alone.
 
-        Cancelling the future before the worker takes the request drops it.
+        ``prompt``: the messages already encoded (:meth:`Engine.encode`), so that the worker does
+        not tokenize. Cancelling the future before the worker takes the request drops it;
+        cancelling it later stops its generation at the next token.
         """
-        request = _Request(list(messages), params, on_text)
+        request = _Request(list(messages), params, on_text, prompt)
         with self._lock:
             if self._worker is None or not self._worker.is_alive():
                 self._worker = threading.Thread(
@@ -195,6 +228,14 @@ class Batcher:
         self.sizes.append(len(batch))
         return batch
 
+    def _cancel_kwargs(self, method: str, cancelled: Any) -> dict[str, Any]:
+        """``{"cancelled": ...}`` when the engine's ``method`` polls it (any runtime Engine)."""
+        try:
+            params = inspect.signature(getattr(self.engine, method)).parameters
+        except (TypeError, ValueError):
+            return {}
+        return {"cancelled": cancelled} if "cancelled" in params else {}
+
     def _run_batch(self, batch: list[_Request]) -> None:
         if not batch:
             return
@@ -202,7 +243,9 @@ class Batcher:
         live: list[_Request] = []
         for req in batch:
             try:
-                prompts.append(self.engine.encode(req.messages))
+                prompts.append(
+                    req.prompt if req.prompt is not None else self.engine.encode(req.messages)
+                )
             except Exception as exc:
                 req.future.set_exception(exc)
             else:
@@ -212,13 +255,20 @@ class Batcher:
         first = live[0]
         try:
             if len(live) == 1:
+                extra = self._cancel_kwargs("generate_ids", first.future.is_abandoned)
                 results = [
                     self.engine.generate_ids(
-                        prompts[0], first.params, on_text=first.on_text, use_draft=self.use_draft
+                        prompts[0],
+                        first.params,
+                        on_text=first.on_text,
+                        use_draft=self.use_draft,
+                        **extra,
                     )
                 ]
             else:
-                results = self.engine.generate_many_ids(prompts, first.params)
+                cancelled = [r.future.is_abandoned for r in live]
+                extra = self._cancel_kwargs("generate_many_ids", cancelled)
+                results = self.engine.generate_many_ids(prompts, first.params, **extra)
         except BaseException as exc:
             log.debug("%s: generation failed: %r", self.name, exc)
             for req in live:
@@ -228,4 +278,13 @@ class Batcher:
         self.stats.requests += len(live)
         self.stats.max_batch = max(self.stats.max_batch, len(live))
         for req, generation in zip(live, results, strict=True):
-            req.future.set_result(generation)
+            if req.future.is_abandoned():
+                self.stats.abandoned += 1
+                log.info(
+                    "%s: request cancelled by its client; stopped after %d tokens",
+                    self.name,
+                    generation.stats.completion_tokens,
+                )
+                req.future.set_exception(concurrent.futures.CancelledError())
+            else:
+                req.future.set_result(generation)

@@ -42,6 +42,17 @@ from medverify.errors import ConfigError
 log = logging.getLogger(__name__)
 
 Conversation = Sequence[Message | dict[str, str]]
+#: polled between generated tokens: True once the request's client is gone
+Cancelled = Callable[[], bool]
+
+
+class PromptTooLongError(ConfigError):
+    """The prompt alone fills the model's context (the server answers it with HTTP 400)."""
+
+    def __init__(self, message: str, *, prompt_tokens: int, max_context: int) -> None:
+        super().__init__(message)
+        self.prompt_tokens = prompt_tokens
+        self.max_context = max_context
 
 
 class GenerationStats(BaseModel):
@@ -130,6 +141,25 @@ def _make_streamer(tokenizer: Any, on_text: Callable[[str], None] | None, clock:
     return _Streamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
 
 
+def _cancel_criteria(rows: Sequence[Cancelled | None], n: int) -> Any:
+    """A transformers stopping criterion ending each row whose ``cancelled`` check is true.
+
+    transformers calls it after every new token (after every verified run with a draft), so an
+    abandoned request stops within a token instead of running to ``max_new_tokens``.
+    """
+    import torch
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    checks = list(rows) + [None] * (n - len(rows))
+
+    class _Cancelled(StoppingCriteria):
+        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+            flags = [bool(c is not None and c()) for c in checks[: input_ids.shape[0]]]
+            return torch.tensor(flags, dtype=torch.bool, device=input_ids.device)
+
+    return StoppingCriteriaList([_Cancelled()])
+
+
 class Engine:
     """A causal LM with a chat template, loaded once and generating from one thread at a time.
 
@@ -176,6 +206,8 @@ class Engine:
         self._bos: int | None = None
         self._stop_strings_ok = True
         self._lock = threading.Lock()  # one generation at a time
+        # per prompt row of the running generation (set under the lock): stop the row once true
+        self._cancel_rows: list[Cancelled | None] | None = None
         self._load_lock = threading.Lock()
         self._target_calls = CallCounter()
 
@@ -319,7 +351,8 @@ class Engine:
         """The chat-templated prompt's token ids.
 
         Raises:
-            ConfigError: the template rejects the messages, or the prompt fills the context.
+            ConfigError: the template rejects the messages.
+            PromptTooLongError: the prompt fills the context.
         """
         self.load()
         turns = [m.model_dump() if isinstance(m, Message) else dict(m) for m in messages]
@@ -333,9 +366,11 @@ class Engine:
             ) from None
         ids = list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
         if self.max_context is not None and len(ids) >= self.max_context:
-            raise ConfigError(
+            raise PromptTooLongError(
                 f"{self._where()}the prompt is {len(ids)} tokens, the model's context is "
-                f"{self.max_context}"
+                f"{self.max_context}",
+                prompt_tokens=len(ids),
+                max_context=self.max_context,
             )
         return ids
 
@@ -385,8 +420,13 @@ class Engine:
         *,
         on_text: Callable[[str], None] | None = None,
         use_draft: bool = True,
+        cancelled: Cancelled | None = None,
     ) -> Generation:
-        """Like :meth:`generate`, for an encoded prompt."""
+        """Like :meth:`generate`, for an encoded prompt.
+
+        ``cancelled`` is polled between tokens: once it returns True the generation ends there
+        (the server's client went away) and the reply is whatever was made so far.
+        """
         self.load()
         stops = [s for s in params.stop if s]
         emitted: list[str] = []
@@ -405,14 +445,21 @@ class Engine:
             if piece and on_text is not None:
                 on_text(piece)
 
+        def done() -> bool:
+            return stopped or (cancelled is not None and cancelled())
+
         with self._lock:
             clock: dict[str, float] = {}
             streamer = _make_streamer(self.tokenizer, relay, clock)
             self._target_calls.n = 0
+            self._cancel_rows = [cancelled] if cancelled is not None else None
             start = time.perf_counter()
-            ids, max_new, target_calls, draft_calls = self._decode(
-                prompt, params, streamer, lambda: stopped, use_draft
-            )
+            try:
+                ids, max_new, target_calls, draft_calls = self._decode(
+                    prompt, params, streamer, done, use_draft
+                )
+            finally:
+                self._cancel_rows = None
             seconds = time.perf_counter() - start
         return self.finish(
             len(prompt),
@@ -457,14 +504,26 @@ class Engine:
         return self.generate_many_ids([self.encode(m) for m in conversations], params)
 
     def generate_many_ids(
-        self, prompts: Sequence[list[int]], params: SamplingParams
+        self,
+        prompts: Sequence[list[int]],
+        params: SamplingParams,
+        *,
+        cancelled: Sequence[Cancelled | None] | None = None,
     ) -> list[Generation]:
-        """Like :meth:`generate_many`, for encoded prompts."""
+        """Like :meth:`generate_many`, for encoded prompts.
+
+        ``cancelled`` (one per prompt) is polled between tokens; a row whose check returns True
+        stops there while the others go on.
+        """
         self._check_greedy(params)
         self.load()
         with self._lock:
             start = time.perf_counter()
-            rows, max_new = self._generate_rows(prompts, params)
+            self._cancel_rows = list(cancelled) if cancelled is not None else None
+            try:
+                rows, max_new = self._generate_rows(prompts, params)
+            finally:
+                self._cancel_rows = None
             seconds = time.perf_counter() - start
         return [
             self.finish(len(p), row, params, max_new, seconds=seconds)
@@ -520,6 +579,8 @@ class Engine:
         }
         if streamer is not None:
             kwargs["streamer"] = streamer
+        if self._cancel_rows is not None and any(c is not None for c in self._cancel_rows):
+            kwargs["stopping_criteria"] = _cancel_criteria(self._cancel_rows, n)
         if use_stops:
             kwargs["tokenizer"] = self.tokenizer
         with torch.inference_mode():

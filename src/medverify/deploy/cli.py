@@ -346,8 +346,22 @@ def serve_cmd(
         int,
         typer.Option(min=1, max=256, help="CPU server: concurrent greedy requests per batch."),
     ] = 8,
+    max_tokens_limit: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help="CPU server: most max_tokens a request may ask for (default: the context)."
+        ),
+    ] = None,
+    api_key: Annotated[
+        str | None,
+        typer.Option(
+            envvar="MEDVERIFY_SERVE_API_KEY",
+            show_default=False,
+            help="Require 'Authorization: Bearer <key>' (401 otherwise); never logged.",
+        ),
+    ] = None,
     dry_run: Annotated[
-        bool, typer.Option(help="Print the vLLM command instead of running it.")
+        bool, typer.Option(help="Print the vLLM command (shell-quoted) instead of running it.")
     ] = False,
 ) -> None:
     """Serve a model (optionally quantized, with a draft) as an OpenAI-compatible endpoint."""
@@ -364,13 +378,20 @@ def serve_cmd(
         engine=engine,
         draft_tokens=draft_tokens,
         max_batch_size=max_batch,
+        max_tokens_limit=max_tokens_limit,
+        api_key=api_key or None,
     )
     chosen = srv.choose_engine(engine)
     if chosen == "vllm" or dry_run:
         cmd = srv.vllm_command(config, resolve_model(model))
-        console.print(" ".join(cmd), markup=False)
+        # plain print: rich would wrap a long line, and the line must paste into a shell
+        print(srv.shell_command(cmd), flush=True)
+        if config.api_key is not None:
+            err_console.print(
+                "the API key goes to vLLM as VLLM_API_KEY in its environment (not shown)"
+            )
         if not dry_run:
-            os.execvp(cmd[0], cmd)
+            os.execvpe(cmd[0], cmd, {**os.environ, **srv.vllm_env(config)})
         return
 
     def ready(url: str, eng: object) -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import errno
+import os
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -33,26 +36,92 @@ def print_table(table: RenderableType) -> None:
     wide.print(table)
 
 
+def unwritable_reason(path: Path, *, is_dir: bool = True) -> str | None:
+    """Why nothing could be written at ``path`` (a folder, or a file with ``is_dir=False``).
+
+    ``None`` when it could. Nothing is created: the path itself if it exists, else its nearest
+    existing parent, must be a folder this process may write to (a file: writable itself).
+    """
+    path = Path(path).expanduser()
+    if path.exists():
+        if is_dir and not path.is_dir():
+            return f"{path} is not a folder"
+        if not is_dir and path.is_dir():
+            return f"{path} is a folder"
+        if not os.access(path, os.W_OK | (os.X_OK if is_dir else 0)):
+            return f"cannot write to {path}: {_access_error(path)}"
+        return None
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        return f"cannot create {path}: {parent} is not a folder"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"cannot create {path}: {parent}: {_access_error(parent)}"
+    return None
+
+
+def _access_error(path: Path) -> str:
+    try:
+        if os.statvfs(path).f_flag & os.ST_RDONLY:
+            return os.strerror(errno.EROFS).lower()
+    except (OSError, AttributeError):
+        pass
+    return "permission denied"
+
+
+def writable_dir(value: Path | None) -> Path | None:
+    """Option callback: refuse an output folder (``--run-dir``) that cannot be written, up front.
+
+    Before any work, as one line naming the option and the path (exit code 2).
+    """
+    reason = None if value is None else unwritable_reason(value)
+    if reason:
+        raise typer.BadParameter(reason)
+    return value
+
+
+def writable_file(value: Path | None) -> Path | None:
+    """Option callback: refuse an output file (``--out``) that cannot be written, up front."""
+    reason = None if value is None else unwritable_reason(value, is_dir=False)
+    if reason:
+        raise typer.BadParameter(reason)
+    return value
+
+
+def _positive_seconds(value: float | None) -> float | None:
+    if value is not None and not value > 0:  # also refuses nan
+        raise typer.BadParameter(f"must be more than 0 seconds, got {value:g}")
+    return value
+
+
 BaseUrlOpt = Annotated[
     str | None,
     typer.Option(
         "--base-url",
-        help="OpenAI-compatible endpoint for openai:<model> specs (default $OPENAI_BASE_URL).",
+        help="OpenAI-compatible endpoint for openai:<model> specs (default $OPENAI_BASE_URL). "
+        "user:password@ in it is sent as HTTP basic auth and never shown.",
     ),
 ]
 ApiKeyOpt = Annotated[
     str | None,
     typer.Option(
         "--api-key",
-        help="API key for openai:<model> specs (default $OPENAI_API_KEY; prefer the variable).",
+        envvar="MEDVERIFY_API_KEY",
+        help="API key for the --base-url endpoint (default $MEDVERIFY_API_KEY, else "
+        "$OPENAI_API_KEY, which is only sent over https or to this machine).",
         show_default=False,
+        show_envvar=False,
     ),
 ]
 NoCacheOpt = Annotated[
     bool, typer.Option("--no-cache", help="Do not answer identical requests from the cache.")
 ]
 TimeoutOpt = Annotated[
-    float | None, typer.Option("--timeout", help="Seconds allowed for one model call.")
+    float | None,
+    typer.Option(
+        "--timeout", help="Seconds allowed for one model call (> 0).", callback=_positive_seconds
+    ),
 ]
 
 
@@ -90,7 +159,31 @@ GraderApiKeyOpt = Annotated[
     str | None,
     typer.Option(
         "--grader-api-key",
-        help="API key for the grader endpoint (default $OPENAI_API_KEY).",
+        envvar="MEDVERIFY_GRADER_API_KEY",
+        help="API key for the grader endpoint (default $MEDVERIFY_GRADER_API_KEY; else --api-key "
+        "when the grader uses the --base-url endpoint, else $OPENAI_API_KEY over https or to "
+        "this machine only).",
         show_default=False,
+        show_envvar=False,
     ),
 ]
+
+
+def grader_options_from(
+    grader_base_url: str | None,
+    grader_api_key: str | None,
+    base_url: str | None,
+    api_key: str | None,
+    no_cache: bool,
+    timeout: float | None = None,
+    concurrency: int | None = None,
+) -> BackendOptions:
+    """Backend options of the grader: its own endpoint and key, else the model's.
+
+    The model's ``--api-key`` goes to the grader only when the grader talks to the same endpoint:
+    a key given for a local server is never sent to another one.
+    """
+    same_endpoint = grader_base_url is None or grader_base_url == base_url
+    if grader_api_key is None and same_endpoint:
+        grader_api_key = api_key
+    return options_from(grader_base_url or base_url, grader_api_key, no_cache, timeout, concurrency)

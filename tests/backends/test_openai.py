@@ -154,3 +154,57 @@ def test_openai_without_a_key_is_refused_up_front(monkeypatch):
         OpenAIBackend("gpt-4.1")
     with pytest.raises(ConfigError, match="must start with http"):
         OpenAIBackend("m", base_url="localhost:8000/v1")
+
+
+async def test_url_credentials_go_as_basic_auth_never_in_messages(fake_server, monkeypatch):
+    # With OPENAI_API_KEY set as well this used to be aiohttp's "Cannot combine AUTHORIZATION
+    # header with ... credentials encoded in URL"; the password was in every message.
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-env-key-0000000000000")
+    url = fake_server.base_url.replace("http://", "http://admin:pw1234secret@")
+    async with OpenAIBackend("m", base_url=url, retry=FAST) as backend:
+        assert "pw1234secret" not in backend.base_url + backend.identity()
+        assert backend.base_url == fake_server.base_url.replace("http://", "http://admin:***@")
+        completion = await backend.complete(HI)
+    assert completion.text == "echo: hello there"
+    assert fake_server.auth_headers[-1] == "Basic YWRtaW46cHcxMjM0c2VjcmV0"  # admin:pw1234secret
+    dead = OpenAIBackend("m", base_url="http://admin:pw1234secret@127.0.0.1:9/v1", retry=FAST)
+    with pytest.raises(BackendError) as info:
+        await dead.complete(HI)
+    await dead.aclose()
+    assert "pw1234secret" not in str(info.value) and "admin:***@127.0.0.1:9" in str(info.value)
+
+
+def test_url_credentials_and_a_given_key_are_refused():
+    with pytest.raises(ConfigError, match=r"http://u:\*\*\*@h/v1 carries credentials"):
+        OpenAIBackend("m", base_url="http://u:secretpw@h/v1", api_key="sk-given-0000000000")
+
+
+@pytest.mark.parametrize(
+    ("url", "gets_env_key"),
+    [
+        ("https://api.example.com/v1", True),
+        ("http://127.0.0.1:8000/v1", True),
+        ("http://localhost:8000/v1", True),
+        ("http://[::1]:8000/v1", True),
+        ("http://10.0.0.5:8000/v1", False),
+        ("http://gpu-box.lan:8000/v1", False),
+    ],
+)
+async def test_the_environment_key_goes_only_over_https_or_to_this_machine(
+    monkeypatch, url, gets_env_key
+):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-env-key-0000000000000")
+    async with OpenAIBackend("m", base_url=url) as backend:
+        sent = backend._get_session().headers.get("Authorization")
+        assert sent == ("Bearer sk-env-key-0000000000000" if gets_env_key else None)
+    # A key given for the endpoint goes where the user pointed it, plain http included.
+    async with OpenAIBackend("m", base_url=url, api_key="sk-given-000000000") as backend:
+        assert backend._get_session().headers["Authorization"] == "Bearer sk-given-000000000"
+
+
+async def test_a_401_says_when_the_environment_key_was_withheld(monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-env-key-0000000000000")
+    backend = OpenAIBackend("m", base_url="http://10.0.0.5:8000/v1")
+    error = backend._http_error(401, b'{"error": {"message": "no key"}}', None)
+    await backend.aclose()
+    assert "not sent to a plain-http server" in str(error) and "--api-key" in str(error)

@@ -29,3 +29,15 @@ def test_hf_spec_with_a_missing_path_is_a_config_error(tmp_path):
     pytest.importorskip("transformers")
     with pytest.raises(ConfigError, match="nowhere"):
         make_backend(f"hf:{tmp_path / 'nowhere'}", BackendOptions(use_cache=False))
+
+
+def test_the_grader_inherits_the_model_key_only_on_the_same_endpoint():
+    from medverify.cli_common import grader_options_from
+
+    local, other = "http://127.0.0.1:8000/v1", "https://api.example.com/v1"
+    same = grader_options_from(None, None, local, "sk-model", False)
+    assert (same.base_url, same.api_key) == (local, "sk-model")
+    elsewhere = grader_options_from(other, None, local, "sk-model", False)
+    assert (elsewhere.base_url, elsewhere.api_key) == (other, None)
+    own = grader_options_from(other, "sk-grader", local, "sk-model", False, 5.0, 7)
+    assert (own.api_key, own.timeout_s, own.concurrency) == ("sk-grader", 5.0, 7)

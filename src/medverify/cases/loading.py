@@ -237,6 +237,10 @@ def _load_jsonl(file: Path, text: str) -> list[tuple[int | None, CaseRecord]]:
             raise CaseInputError(
                 f"not valid JSON: {exc.msg} (column {exc.colno})", path=file, line=number
             ) from exc
+        except RecursionError:
+            raise CaseInputError(
+                "not valid JSON: nested too deeply", path=file, line=number
+            ) from None
         out.append((number, _validate(item, file, number, None)))
     if not out:
         raise CaseInputError("the file holds no cases", path=file)
@@ -250,6 +254,8 @@ def _parse_json(file: Path, text: str) -> Any:
         raise CaseInputError(
             f"not valid JSON: {exc.msg} (column {exc.colno})", path=file, line=exc.lineno
         ) from exc
+    except RecursionError:
+        raise CaseInputError("not valid JSON: nested too deeply", path=file) from None
 
 
 def _parse_yaml(file: Path, text: str) -> Any:

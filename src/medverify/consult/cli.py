@@ -21,7 +21,9 @@ from medverify.cli_common import (
     TimeoutOpt,
     console,
     err_console,
+    grader_options_from,
     options_from,
+    writable_dir,
 )
 from medverify.consult.pipeline import ConsultJob, ConsultOutcome, run_consult_job
 from medverify.consult.records import DIMENSIONS, ConsultResults
@@ -165,7 +167,10 @@ def consult_bench(
         int, typer.Option("--concurrency", "-c", min=1, help="Consultations at once.")
     ] = 4,
     run_dir: Annotated[
-        Path | None, typer.Option(help="Where to keep progress and results (rerun to resume).")
+        Path | None,
+        typer.Option(
+            help="Where to keep progress and results (rerun to resume).", callback=writable_dir
+        ),
     ] = None,
     show_turns: ShowTurnsOpt = False,
     base_url: BaseUrlOpt = None,
@@ -203,8 +208,8 @@ def consult_bench(
         concurrency=concurrency,
         judge_checked=judge_checked,
         doctor_options=options_from(base_url, api_key, no_cache, timeout),
-        grader_options=options_from(
-            grader_base_url or base_url, grader_api_key or api_key, no_cache, timeout
+        grader_options=grader_options_from(
+            grader_base_url, grader_api_key, base_url, api_key, no_cache, timeout
         ),
     )
     run_and_print(job, show_turns=show_turns)

@@ -146,7 +146,12 @@ def load_labelled(path: str | Path, *, limit: int | None = None) -> list[Labelle
         if not line.strip():
             continue
         try:
-            row = json.loads(line)
+            try:
+                row = json.loads(line)
+            except RecursionError:
+                raise InputError(
+                    "not valid JSON (nested too deeply)", path=file, line=number
+                ) from None
             if "binary_labels" in row:
                 items.extend(_from_official(row, number))
             elif "responses" in row and "prompt_response" in row:

@@ -20,7 +20,9 @@ from medverify.cli_common import (
     TimeoutOpt,
     console,
     err_console,
+    grader_options_from,
     options_from,
+    writable_dir,
 )
 from medverify.errors import ConfigError
 from medverify.grading import make_grader
@@ -52,7 +54,10 @@ GraderOpt = Annotated[
     str, typer.Option("--grader", "-g", help="Backend spec of the judge (e.g. openai:gpt-4.1).")
 ]
 RunDirOpt = Annotated[
-    Path, typer.Option("--run-dir", help="Progress and results; rerun with it to resume.")
+    Path,
+    typer.Option(
+        "--run-dir", help="Progress and results; rerun with it to resume.", callback=writable_dir
+    ),
 ]
 LimitOpt = Annotated[int | None, typer.Option(min=1, help="Only the first N examples.")]
 SkipInvalidOpt = Annotated[
@@ -168,9 +173,11 @@ def run(
             max_tokens=max_tokens,
             skip_invalid=skip_invalid,
             model_options=options_from(base_url, api_key, no_cache, timeout, concurrency),
-            grader_options=options_from(
-                grader_base_url or base_url,
-                grader_api_key or api_key,
+            grader_options=grader_options_from(
+                grader_base_url,
+                grader_api_key,
+                base_url,
+                api_key,
                 no_cache,
                 timeout,
                 grader_concurrency,

@@ -117,6 +117,10 @@ def load_examples(path: str | Path, *, skip_invalid: bool = False) -> LoadedData
                 raise InputError(
                     f"not valid JSON ({exc.msg} at column {exc.colno})", path=file, line=number
                 ) from None
+            except RecursionError:
+                raise InputError(
+                    "not valid JSON (nested too deeply)", path=file, line=number
+                ) from None
             if not isinstance(record, dict):
                 raise InputError("a line must be a JSON object", path=file, line=number)
             try:

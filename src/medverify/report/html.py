@@ -23,6 +23,7 @@ from typing import Any
 
 from medverify.grading.results import CriterionVerdict, ExampleResult, RunResults
 from medverify.report.charts import bar_chart
+from medverify.secrets import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -473,8 +474,11 @@ def write_report(
         The path written.
     """
     target = Path(path)
-    page = render_report(
-        results, examples, title=title, worst_n=worst_n, groups=groups, sections=sections
+    # Credentials in a URL (an endpoint named in an error) are masked in the page.
+    page = redact_url(
+        render_report(
+            results, examples, title=title, worst_n=worst_n, groups=groups, sections=sections
+        )
     )
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")

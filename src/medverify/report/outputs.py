@@ -12,6 +12,7 @@ from pathlib import Path
 
 from medverify.grading.results import ExampleResult, RunResults
 from medverify.report.html import write_report
+from medverify.secrets import redact_url
 
 
 def write_outputs(
@@ -39,10 +40,14 @@ def write_outputs(
         "examples": run_dir / "examples.jsonl",
         "report": run_dir / "report.html",
     }
-    paths["results"].write_text(results.model_dump_json(indent=2) + "\n", encoding="utf-8")
+    # Credentials in a URL (an endpoint in an error message) are masked in every file.
+    paths["results"].write_text(
+        redact_url(results.model_dump_json(indent=2)) + "\n", encoding="utf-8"
+    )
     with paths["examples"].open("w", encoding="utf-8") as handle:
         for example in examples:
-            handle.write(json.dumps(example.model_dump(mode="json"), ensure_ascii=False) + "\n")
+            line = json.dumps(example.model_dump(mode="json"), ensure_ascii=False)
+            handle.write(redact_url(line) + "\n")
     write_report(
         paths["report"], results, list(examples), title=title, groups=groups, sections=sections
     )

@@ -10,13 +10,17 @@ same file (busy timeout instead of "database is locked" errors).
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
+import os
 import sqlite3
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from medverify.errors import ConfigError
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS kv (
@@ -64,16 +68,30 @@ class SqliteKV:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._conn: sqlite3.Connection | None = sqlite3.connect(
-            self.path, timeout=_TIMEOUT_S, check_same_thread=False, isolation_level=None
-        )
-        _retry_while_locked(self._conn, "PRAGMA journal_mode=WAL", _TIMEOUT_S)
-        # NORMAL in WAL mode: a committed row survives a killed process; only an OS crash or
-        # power cut may lose the last transactions, never corrupt the file.
-        self._conn.execute("PRAGMA synchronous=NORMAL")
-        _retry_while_locked(self._conn, _SCHEMA, _TIMEOUT_S)
+        self._conn: sqlite3.Connection | None = None
+        # A folder or file that cannot be written is a one-line ConfigError naming the path,
+        # at open, not a traceback at the first write in the middle of a run.
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if self.path.exists() and not os.access(self.path, os.R_OK | os.W_OK):
+                raise PermissionError(errno.EACCES, "permission denied", str(self.path))
+            self._conn = sqlite3.connect(
+                self.path, timeout=_TIMEOUT_S, check_same_thread=False, isolation_level=None
+            )
+            _retry_while_locked(self._conn, "PRAGMA journal_mode=WAL", _TIMEOUT_S)
+            # NORMAL in WAL mode: a committed row survives a killed process; only an OS crash
+            # or power cut may lose the last transactions, never corrupt the file.
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            _retry_while_locked(self._conn, _SCHEMA, _TIMEOUT_S)
+        except (OSError, sqlite3.OperationalError, sqlite3.DatabaseError) as exc:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+            if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
+                raise
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise ConfigError(f"cannot open {self.path} for writing: {reason}") from exc
 
     @property
     def closed(self) -> bool:

@@ -35,6 +35,8 @@ from medverify.cli_common import (
     TimeoutOpt,
     console,
     options_from,
+    unwritable_reason,
+    writable_file,
 )
 from medverify.errors import ConfigError
 from medverify.progress import progress_bars
@@ -88,7 +90,8 @@ def show_turn(turn: Turn) -> None:
 
 
 def _default_out(case: CaseRecord) -> Path:
-    return Path("medverify-runs") / time.strftime(f"simulate-{case.id}-%Y%m%d-%H%M%S.json")
+    # The id is not part of the strftime format: "%D" in an id would put a "/" in the name.
+    return Path("medverify-runs") / f"simulate-{case.id}-{time.strftime('%Y%m%d-%H%M%S')}.json"
 
 
 def write_transcript(transcript: Transcript, out: Path) -> Path:
@@ -151,7 +154,9 @@ def simulate(
     ] = 10,
     out: Annotated[
         Path | None,
-        typer.Option("--out", "-o", help="Where to write the transcript JSON."),
+        typer.Option(
+            "--out", "-o", help="Where to write the transcript JSON.", callback=writable_file
+        ),
     ] = None,
     interactive: Annotated[
         bool,
@@ -176,6 +181,10 @@ def simulate(
     chosen = resolve_persona(record, persona)
     options = options_from(base_url, api_key, no_cache, timeout)
     out_path = out or _default_out(record)
+    # Checked before the consultation, not found out after it when the transcript cannot be saved.
+    reason = unwritable_reason(out_path, is_dir=False)
+    if reason:
+        raise ConfigError(f"transcript: {reason}")
 
     async def run() -> Transcript:
         patient_backend = make_backend(patient, options) if patient else None
@@ -288,7 +297,10 @@ def eval_(
         typer.Option("--cases", help="A case file or directory (default: the bundled cases)."),
     ] = None,
     out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Write the full report (JSON) here.")
+        Path | None,
+        typer.Option(
+            "--out", "-o", help="Write the full report (JSON) here.", callback=writable_file
+        ),
     ] = None,
     personas: Annotated[
         str,

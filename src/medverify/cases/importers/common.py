@@ -81,6 +81,8 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, Any | SkipItem]]:
                 yield number, json.loads(raw)
             except json.JSONDecodeError as exc:
                 yield number, SkipItem(f"not valid JSON: {exc.msg} (column {exc.colno})")
+            except RecursionError:
+                yield number, SkipItem("not valid JSON: nested too deeply")
 
 
 # Content digests (the first 16 hex digits of ``content_digest``) of the source items the

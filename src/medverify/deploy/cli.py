@@ -20,7 +20,18 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from medverify.backends.registry import BackendOptions
+from medverify.cases.loading import load_case_arg
 from medverify.cli_common import console, err_console, print_table
+from medverify.consult.pipeline import consult_hook
+from medverify.demo import DEFAULT_CASES
+from medverify.deploy import report as rep
+from medverify.deploy import serve as srv
+from medverify.deploy.common import resolve_model
+from medverify.deploy.draft import DraftConfig, distill_draft, held_out_prompts
+from medverify.deploy.eagle_train import EagleConfig, train_eagle
+from medverify.deploy.engine import is_ngram
+from medverify.deploy.quantize import METHODS, cuda_available, quantize
 
 app = typer.Typer(
     help="Quantize a model, train a draft for speculative decoding, measure the deployment.",
@@ -35,8 +46,6 @@ ModelOpt = Annotated[
 @app.command("methods")
 def methods() -> None:
     """List the quantization methods, their target and what they need."""
-    from medverify.deploy.quantize import METHODS
-
     table = Table("method", "target", "library", "bits", "needs", "what")
     for m in METHODS.values():
         needs = ", ".join(x for x in (m.install, "CUDA GPU" if m.needs_cuda else None) if x)
@@ -61,8 +70,6 @@ def quantize_cmd(
     overwrite: Annotated[bool, typer.Option(help="Replace a non-empty --out.")] = False,
 ) -> None:
     """Quantize a model's weights and save them with a manifest (loadable by serve and report)."""
-    from medverify.deploy.quantize import quantize
-
     with err_console.status(f"quantizing {model} with {method}..."):
         result = quantize(model, method, out, gguf_source=gguf_source, overwrite=overwrite)
     m = result.manifest
@@ -123,8 +130,6 @@ def distill_draft_cmd(
     ] = None,
 ) -> None:
     """Train a draft (a small model or an EAGLE head) on the target's own greedy replies."""
-    from medverify.deploy.draft import DraftConfig, distill_draft
-
     if loss not in ("ce", "kd"):
         raise typer.BadParameter(f"--loss must be ce or kd, got {loss!r}")
     if device not in ("auto", "cpu", "cuda"):
@@ -134,8 +139,6 @@ def distill_draft_cmd(
     if target_dtype not in ("auto", "float32"):
         raise typer.BadParameter(f"--target-dtype must be auto or float32, got {target_dtype!r}")
     if device == "auto":
-        from medverify.deploy.quantize import cuda_available
-
         device = "cuda" if cuda_available() else "cpu"
     if kind == "eagle":
         _train_eagle_cmd(
@@ -205,7 +208,6 @@ def _train_eagle_cmd(
     device: str,
     init: Path | None,
 ) -> None:
-    from medverify.deploy.eagle_train import EagleConfig, train_eagle
 
     config = EagleConfig.model_validate(settings)
     with err_console.status("training an EAGLE head...") as status:
@@ -254,12 +256,6 @@ def report_cmd(
     ] = 0,
 ) -> None:
     """Memory, load time, tokens/s, TTFT, acceptance and quality of fp / quantized / + draft."""
-    from medverify.backends.registry import BackendOptions
-    from medverify.deploy import report as rep
-    from medverify.deploy.common import resolve_model
-    from medverify.deploy.draft import held_out_prompts
-    from medverify.deploy.engine import is_ngram
-
     model_dir = resolve_model(model)
     variants = rep.make_variants(model_dir, quantized=quantized, draft=draft)
     held = held_out_prompts(draft) if draft is not None and not is_ngram(draft) else None
@@ -287,10 +283,6 @@ def report_cmd(
             for r in results:
                 r.healthbench = scores.get(r.name)
         if consult_cases:
-            from medverify.cases.loading import load_case_arg
-            from medverify.consult.pipeline import consult_hook
-            from medverify.demo import DEFAULT_CASES
-
             status.update(f"consultation benchmark on {consult_cases} cases with {grader}...")
             cases = [load_case_arg(c) for c in DEFAULT_CASES[:consult_cases]]
             hook = consult_hook(
@@ -365,9 +357,6 @@ def serve_cmd(
     ] = False,
 ) -> None:
     """Serve a model (optionally quantized, with a draft) as an OpenAI-compatible endpoint."""
-    from medverify.deploy import serve as srv
-    from medverify.deploy.common import resolve_model
-
     config = srv.ServeConfig(
         model=model,
         quantized=quantized,

@@ -24,6 +24,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
+from medverify.backends.hf import check_checkpoint
+from medverify.backends.local import default_model_dir
 from medverify.errors import ConfigError, InputError
 
 #: Written last into every output directory: its presence means the step finished.
@@ -118,12 +120,8 @@ def resolve_model(spec: str) -> Path:
     Raises:
         ConfigError: an endpoint spec, a missing directory, or one that is not a checkpoint.
     """
-    from medverify.backends.hf import check_checkpoint
-
     spec = spec.strip()
     if spec in ("local", "local:transformers"):
-        from medverify.backends.local import default_model_dir
-
         return default_model_dir()
     if spec.startswith(("openai:", "script:", "mock", "local:llamacpp")):
         raise ConfigError(

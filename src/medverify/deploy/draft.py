@@ -52,8 +52,10 @@ from medverify.deploy.common import (
     weights_bytes,
     write_manifest,
 )
+from medverify.deploy.engine import Engine
 from medverify.deploy.quantize import is_deploy_dir, load_causal_lm
 from medverify.errors import ConfigError, InputError
+from medverify.runs.store import RunStore
 
 log = logging.getLogger(__name__)
 
@@ -221,8 +223,6 @@ def _target_replies(
     on_progress: Callable[[str], None] | None,
 ) -> dict[str, dict[str, list[int]]]:
     """The target's greedy reply to every prompt, ``{id: {prompt: ids, reply: ids}}``."""
-    from medverify.deploy.engine import Engine
-
     done: dict[str, dict[str, list[int]]] = dict(store.items("reply")) if store else {}
     todo = [p for p in prompts if p.id not in done]
     engine = Engine.from_loaded(target, tokenizer, name="target")
@@ -392,8 +392,6 @@ def prepare_training(
         model = model.float()
     store = None
     if run_dir is not None:
-        from medverify.runs.store import RunStore
-
         store = RunStore(
             run_dir,
             job="distill-draft",

@@ -24,7 +24,8 @@ from medverify.backends.cpu_linear import use_column_linear
 from medverify.backends.runtime import CallCounter, Generation, GenerationStats
 from medverify.backends.torch_runtime import import_torch
 from medverify.deploy.common import check_same_tokenizer
-from medverify.deploy.quantize import load_causal_lm
+from medverify.deploy.eagle import is_eagle_dir, load_head, speculate_greedy
+from medverify.deploy.quantize import load_causal_lm, quantize_head_int8
 from medverify.errors import ConfigError
 
 __all__ = [
@@ -120,7 +121,6 @@ class Engine(runtime.Engine):
         for p in (self.target_path, self.draft_path):
             if p is not None and not p.is_dir():
                 raise ConfigError(f"no such model directory: {p}")
-        from medverify.deploy.eagle import is_eagle_dir
 
         self.is_eagle = self.draft_path is not None and is_eagle_dir(self.draft_path)
         if draft_tokens is None:
@@ -147,8 +147,6 @@ class Engine(runtime.Engine):
         if self.is_eagle:
             from transformers import AutoTokenizer
 
-            from medverify.deploy.eagle import load_head
-
             draft_tok = AutoTokenizer.from_pretrained(self.draft_path)
             check_same_tokenizer(tokenizer, draft_tok, draft_path=self.draft_path)
             device = next(model.parameters()).device
@@ -164,8 +162,6 @@ class Engine(runtime.Engine):
             if self.draft_head_int8 is None:
                 self.draft_head_int8 = on_cpu and type(head) is torch.nn.Linear
             if self.draft_head_int8:
-                from medverify.deploy.quantize import quantize_head_int8
-
                 quantize_head_int8(draft)
             draft.generation_config.num_assistant_tokens = self.draft_tokens
             draft.generation_config.num_assistant_tokens_schedule = self.draft_schedule
@@ -234,8 +230,6 @@ class Engine(runtime.Engine):
         Returns the greedy ids (end token included) and the loop's
         :class:`~medverify.deploy.eagle.SpeculationStats`, for benchmarks that count rounds.
         """
-        from medverify.deploy.eagle import speculate_greedy
-
         self.load()
         if self.eagle is None:
             raise ConfigError(f"this engine has no EAGLE head (draft: {self.draft_label})")

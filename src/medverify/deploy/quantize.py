@@ -43,6 +43,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from medverify.backends.local import find_default_gguf
 from medverify.backends.torch_runtime import (
     configure_torch_threads,
     dtype_kwarg,
@@ -375,8 +376,6 @@ def _quantize_gguf(
     if gguf_source is not None:
         src = Path(gguf_source).expanduser()
     elif model.strip() in ("local", "local:transformers", "local:llamacpp"):
-        from medverify.backends.local import find_default_gguf
-
         src = find_default_gguf()
     else:
         raise ConfigError(

@@ -32,8 +32,16 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from medverify.backends.base import Backend, SamplingParams
+from medverify.backends.registry import BackendOptions
+from medverify.backends.torch_runtime import import_torch
+from medverify.deploy.backend import EngineBackend
+from medverify.deploy.common import read_manifest
+from medverify.deploy.draft import bundled_prompts
 from medverify.deploy.engine import Engine, Generation
 from medverify.grading.scoring import Stat
+from medverify.healthbench.data import load_examples
+from medverify.healthbench.pipeline import HealthBenchJob, run_job
+from medverify.report.charts import bar_chart
 
 log = logging.getLogger(__name__)
 
@@ -91,8 +99,6 @@ class Variant(BaseModel):
 
 def machine_info() -> dict[str, Any]:
     """Where the numbers were measured."""
-    from medverify.backends.torch_runtime import import_torch
-
     torch, transformers = import_torch("deploy")
     info: dict[str, Any] = {
         "python": platform.python_version(),
@@ -120,8 +126,6 @@ def make_variants(
     if draft is not None:
         variants.append(Variant(name=f"{method} + {kind}", engine=fp, use_draft=True))
     if quantized is not None:
-        from medverify.deploy.common import read_manifest
-
         qname = read_manifest(quantized, kind="quantized").method
         q = Engine(quantized, draft=draft, name=qname)
         variants.append(Variant(name=qname, engine=q))
@@ -220,10 +224,6 @@ async def healthbench_quality(
     """
     import asyncio
 
-    from medverify.backends.registry import BackendOptions
-    from medverify.healthbench.data import load_examples
-    from medverify.healthbench.pipeline import HealthBenchJob, run_job
-
     examples = load_examples(data).examples[:limit]
     params = SamplingParams(max_tokens=max_tokens)
     scores: dict[str, Stat] = {}
@@ -261,8 +261,6 @@ def _slug(name: str) -> str:
 
 async def consult_quality(variants: Sequence[Variant], hook: ConsultHook) -> dict[str, Stat]:
     """Run the consultation-benchmark hook on each variant (as a backend)."""
-    from medverify.deploy.backend import EngineBackend
-
     out: dict[str, Stat] = {}
     for v in variants:
         backend = EngineBackend(v.engine, spec=f"deploy:{v.name}", use_draft=v.use_draft)
@@ -310,7 +308,6 @@ def table_rows(report: DeployReport) -> list[list[str]]:
 
 def render_html(report: DeployReport) -> str:
     """An offline HTML page: settings, the table, and bar charts of speed, memory and quality."""
-    from medverify.report.charts import bar_chart
 
     def stat(value: float) -> Stat:
         return Stat(score=value, std=0.0, n=report.variants[0].n_prompts)
@@ -365,7 +362,5 @@ def write_report(report: DeployReport, out: Path) -> dict[str, Path]:
 
 def default_prompts(n: int) -> list[list[dict[str, str]]]:
     """``n`` bundled medical prompts as single-turn conversations."""
-    from medverify.deploy.draft import bundled_prompts
-
     prompts = bundled_prompts()
     return [[{"role": "user", "content": p.prompt}] for p in prompts[:n]]

@@ -50,6 +50,8 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from medverify.backends.base import Message, SamplingParams
 from medverify.backends.batching import Batcher
 from medverify.backends.runtime import PromptTooLongError
+from medverify.deploy.common import read_manifest, resolve_model
+from medverify.deploy.eagle import is_eagle_dir
 from medverify.deploy.engine import (
     DEFAULT_DRAFT_TOKENS,
     NGRAM_DRAFT_TOKENS,
@@ -57,6 +59,7 @@ from medverify.deploy.engine import (
     Generation,
     is_ngram,
 )
+from medverify.deploy.quantize import _importable, cuda_available
 from medverify.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -642,8 +645,6 @@ def vllm_command(config: ServeConfig, model_dir: Path) -> list[str]:
         ConfigError: a quantized directory vLLM cannot load (``int8-dynamic`` or GGUF), or an
             EAGLE head (medverify's own layout).
     """
-    from medverify.deploy.common import read_manifest
-
     served = model_dir
     if config.quantized is not None:
         manifest = read_manifest(config.quantized, kind="quantized")
@@ -673,8 +674,6 @@ def vllm_command(config: ServeConfig, model_dir: Path) -> list[str]:
         }
         cmd += ["--speculative-config", json.dumps(spec)]
     elif config.draft is not None:
-        from medverify.deploy.eagle import is_eagle_dir
-
         if is_eagle_dir(config.draft):
             raise ConfigError(
                 f"{config.draft} is a medverify EAGLE head (pruned vocabulary, its own file "
@@ -706,8 +705,6 @@ def choose_engine(requested: str) -> str:
     Raises:
         ConfigError: ``vllm`` asked for but not installed or no CUDA device; unknown engine.
     """
-    from medverify.deploy.quantize import _importable, cuda_available
-
     if requested not in ("auto", "local", "vllm"):
         raise ConfigError(f"unknown engine {requested!r}; use auto, local or vllm")
     has_vllm = _importable("vllm") and shutil.which("vllm") is not None
@@ -724,8 +721,6 @@ def choose_engine(requested: str) -> str:
 
 def engine_for(config: ServeConfig) -> Engine:
     """The CPU engine for a serve config (target: the quantized directory when given)."""
-    from medverify.deploy.common import read_manifest, resolve_model
-
     if config.quantized is not None:
         read_manifest(config.quantized, kind="quantized")
         target = config.quantized

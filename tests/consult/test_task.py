@@ -125,3 +125,11 @@ async def test_judge_checked_measures_how_often_the_judge_agrees_with_the_eviden
     assert asked.judge_agreement is not None and 0.0 < asked.judge_agreement < 1.0
     # the evidence verdicts are what is scored, whatever the judge said
     assert asked.score == pytest.approx(plain.score)
+
+
+def test_the_grader_prompt_has_no_doubled_full_stop():
+    from medverify.consult.render import presentation
+
+    case = CASES["agentclinic-medqa-001"].model_copy(update={"chief_complaint": "I have a fever."})
+    text = presentation(case)
+    assert "fever. Judge" in text and ".." not in text

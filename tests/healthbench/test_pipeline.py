@@ -393,3 +393,37 @@ def test_killed_run_resumes_to_identical_results(tmp_path):
     a = json.loads((reference / "results.json").read_text())
     b = json.loads((run_dir / "results.json").read_text())
     assert a["overall"] == b["overall"] and a["tags"] == b["tags"]
+
+
+def test_resume_knows_a_completions_file_by_its_content_not_its_path(server, tmp_path):
+    prompt_ids = [json.loads(line)["prompt_id"] for line in HARD5.read_text().splitlines()[:2]]
+    lines = [json.dumps({"prompt_id": p, "completion": "Rest and fluids."}) for p in prompt_ids]
+    first, copy, other = tmp_path / "a.jsonl", tmp_path / "elsewhere.jsonl", tmp_path / "b.jsonl"
+    first.write_text("\n".join(lines) + "\n")
+    copy.write_text(first.read_text())
+    other.write_text(lines[0] + "\n")
+
+    def grade(path):
+        return hb(
+            "grade",
+            "--data",
+            str(HARD5),
+            "--completions",
+            str(path),
+            "--grader",
+            "openai:judge",
+            "--grader-base-url",
+            server.base_url,
+            "--run-dir",
+            str(tmp_path / "run"),
+            "--no-cache",
+            tmp_path=tmp_path,
+        )
+
+    assert grade(first).returncode == 0
+    calls = server.requests
+    again = grade(copy)
+    assert again.returncode == 0, again.stderr
+    assert server.requests == calls  # resumed: every verdict came from the run store
+    refused = grade(other)
+    assert refused.returncode == 2 and "completions_sha256" in refused.stderr

@@ -20,12 +20,13 @@ SPEAKERS = {"doctor": "Doctor", "patient": "Patient"}
 def presentation(case: CaseRecord) -> str:
     """The case as the grader sees it before the transcript."""
     demo = case.demographics
+    complaint = case.chief_complaint.strip().rstrip(".!?;: ")  # "fever." must not end in ".."
     who = f"{demo.age}-year-old {demo.sex}"
     if demo.occupation:
         who += f" ({demo.occupation})"
     return (
         "The response below is the transcript of a simulated medical consultation between a "
-        f"doctor and a patient, a {who} presenting with: {case.chief_complaint}. Judge the "
+        f"doctor and a patient, a {who} presenting with: {complaint}. Judge the "
         "doctor's conduct over the whole consultation: the questions asked, examinations and "
         "tests requested, the final assessment (a line starting with 'DIAGNOSIS:') and plan, "
         "and how the doctor communicated."

@@ -188,7 +188,9 @@ async def run_job(job: HealthBenchJob, progress: Progress | None = None) -> JobO
         "limit": job.limit,
         "skip_invalid": job.skip_invalid,
         "mode": job.mode,
-        "model": model_spec,
+        # A completions file is known by its content (its sha256), not by the path it was given
+        # as: the same file copied elsewhere resumes, another file is refused.
+        "model": "completions" if job.mode == "completions" else model_spec,
         "completions_sha256": completions_sha,
         "grader": job.grader,
         "n_repeats": n_repeats,

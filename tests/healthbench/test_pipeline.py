@@ -427,3 +427,26 @@ def test_resume_knows_a_completions_file_by_its_content_not_its_path(server, tmp
     assert server.requests == calls  # resumed: every verdict came from the run store
     refused = grade(other)
     assert refused.returncode == 2 and "completions_sha256" in refused.stderr
+
+
+def test_grade_takes_base_url_as_the_graders_endpoint(server, tmp_path):
+    prompt_id = json.loads(HARD5.read_text().splitlines()[0])["prompt_id"]
+    completions = tmp_path / "c.jsonl"
+    completions.write_text(json.dumps({"prompt_id": prompt_id, "completion": "Rest.\n"}) + "\n")
+    result = hb(
+        "grade",
+        "--data",
+        str(HARD5),
+        "--completions",
+        str(completions),
+        "--grader",
+        "openai:judge",
+        "--base-url",
+        server.base_url,
+        "--run-dir",
+        str(tmp_path / "run"),
+        tmp_path=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert server.requests > 0
+    assert json.loads((tmp_path / "run" / "results.json").read_text())["overall"]["n"] == 1

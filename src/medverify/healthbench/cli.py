@@ -213,6 +213,8 @@ def grade(
     skip_invalid: SkipInvalidOpt = False,
     grader_base_url: GraderBaseUrlOpt = None,
     grader_api_key: GraderApiKeyOpt = None,
+    base_url: BaseUrlOpt = None,
+    api_key: ApiKeyOpt = None,
     timeout: TimeoutOpt = None,
     no_cache: NoCacheOpt = False,
 ) -> None:
@@ -233,8 +235,15 @@ def grade(
             limit=limit,
             grader_concurrency=grader_concurrency,
             skip_invalid=skip_invalid,
-            grader_options=options_from(
-                grader_base_url, grader_api_key, no_cache, timeout, grader_concurrency
+            # `grade` calls only the grader: --base-url/--api-key are its endpoint and key too.
+            grader_options=grader_options_from(
+                grader_base_url,
+                grader_api_key,
+                base_url,
+                api_key,
+                no_cache,
+                timeout,
+                grader_concurrency,
             ),
         )
     )

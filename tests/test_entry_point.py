@@ -230,3 +230,18 @@ def test_a_second_process_on_the_same_run_dir_is_refused_until_the_holder_dies(t
         again = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
         assert again.returncode == 0, again.stderr
     assert json.loads((run_dir / "results.json").read_text())["overall"]["n"] == 5
+
+
+@pytest.mark.parametrize(
+    "args", [("cases", "list"), ("rubrics", "--case", "agentclinic-medqa-001")]
+)
+def test_piped_tables_print_whole_rows(args, tmp_path):
+    # A pipe has no terminal width: tables print at their natural width, one row per line,
+    # instead of rich's 80 columns that wrap every row and cut values to "…".
+    result = medverify(*args, tmp_path=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "…" not in result.stdout
+    if args[0] == "cases":
+        assert len(result.stdout.splitlines()) < 60  # 36 cases, not ~260 wrapped lines
+    else:
+        assert "communication_quality" in result.stdout

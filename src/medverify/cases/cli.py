@@ -25,7 +25,7 @@ from medverify.cases.loading import (
 )
 from medverify.cases.personas import with_seeded_persona
 from medverify.cases.records import CaseRecord
-from medverify.cli_common import console, err_console
+from medverify.cli_common import console, err_console, print_table
 from medverify.errors import InputError
 
 app = typer.Typer(
@@ -119,7 +119,7 @@ def list_(
     table.add_column("facts/exam/tests", justify="right", no_wrap=True)
     for case in cases:
         table.add_row(*_escape(_row(case)))
-    console.print(table)
+    print_table(table)
 
 
 @app.command()

@@ -23,6 +23,7 @@ from medverify.cli_common import (
     err_console,
     grader_options_from,
     options_from,
+    print_table,
     writable_dir,
 )
 from medverify.consult.pipeline import ConsultJob, ConsultOutcome, run_consult_job
@@ -107,7 +108,7 @@ def results_table(results: ConsultResults) -> Table:
 def print_outcome(outcome: ConsultOutcome) -> None:
     """The table, failures, and where the files went."""
     results = outcome.results
-    console.print(results_table(results))
+    print_table(results_table(results))
     if results.n_grading_failures:
         err_console.print(
             f"[yellow]{results.n_grading_failures} criteria could not be graded; their "

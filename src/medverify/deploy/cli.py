@@ -50,7 +50,7 @@ def methods() -> None:
     for m in METHODS.values():
         needs = ", ".join(x for x in (m.install, "CUDA GPU" if m.needs_cuda else None) if x)
         table.add_row(m.name, m.target, m.library, str(m.bits), needs or "—", m.summary)
-    console.print(table)
+    print_table(table)
 
 
 @app.command("quantize")

@@ -22,6 +22,7 @@ from medverify.cli_common import (
     err_console,
     grader_options_from,
     options_from,
+    print_table,
     writable_dir,
 )
 from medverify.errors import ConfigError
@@ -85,7 +86,7 @@ def _print_outcome(outcome: JobOutcome) -> None:
     for tag, stat in results.tags.items():
         if tag.startswith(("theme:", "axis:")):
             table.add_row(tag, f"{stat.score:.3f}", f"{stat.std:.3f}", str(stat.n))
-    console.print(table)
+    print_table(table)
     if outcome.skipped_lines:
         err_console.print(
             f"skipped {len(outcome.skipped_lines)} invalid line(s), first: "
@@ -306,7 +307,7 @@ def meta_eval(
             str(ours.n_pairs),
             f"{theirs.macro_f1:.3f}" if theirs else "—",
         )
-    console.print(table)
+    print_table(table)
     if result.n_excluded_trained:
         console.print(
             f"{result.n_excluded_trained} criteria left out: their prompts are in the grader's "

@@ -35,6 +35,7 @@ from medverify.cli_common import (
     TimeoutOpt,
     console,
     options_from,
+    print_table,
 )
 from medverify.errors import InputError
 from medverify.rubrics.generate import generate_rubric
@@ -172,7 +173,7 @@ def rubrics(
                 await backend.aclose()
 
     rubric = asyncio.run(run())
-    console.print(rubric_table(rubric))
+    print_table(rubric_table(rubric))
     for warning in rubric.warnings:
         console.print(f"warning: {warning}", markup=False, style="yellow")
     if out is not None:

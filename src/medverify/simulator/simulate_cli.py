@@ -35,6 +35,7 @@ from medverify.cli_common import (
     TimeoutOpt,
     console,
     options_from,
+    print_table,
     unwritable_reason,
     writable_file,
 )
@@ -358,7 +359,7 @@ def eval_(
                 await backend.aclose()
 
     report = asyncio.run(run())
-    console.print(quality_table(report))
+    print_table(quality_table(report))
     _print_failures(report, show_failures)
     if report.unvoiceable_facts:
         console.print(
@@ -389,4 +390,4 @@ def _print_failures(report: QualityReport, limit: int) -> None:
             Text(failure.patient_text),
             Text(failure.problem),
         )
-    console.print(table)
+    print_table(table)

@@ -78,8 +78,13 @@ def scan_scores(
     transcript: Transcript,
     checks: Mapping[str, EvidenceCheck],
     verdicts: Sequence[CriterionVerdict],
+    evidence: ConsultationEvidence | None = None,
 ) -> ScanScores:
-    """The sub-scores of a consultation from its evidence-checked verdicts."""
+    """The sub-scores of a consultation from its evidence-checked verdicts.
+
+    ``evidence`` is the consultation's record as the grader already read it (the closing
+    statement parsed once); it is read here when not given.
+    """
     history = {f.id for f in case.facts}
     findings = {f.id for f in (*case.exam_findings, *case.test_results)}
     asked = [0, 0]
@@ -92,7 +97,8 @@ def scan_scores(
         if set(check.fact_ids) <= history or set(check.fact_ids) <= findings:
             tally[1] += verdict.points
             tally[0] += verdict.points if verdict.met else 0
-    evidence = ConsultationEvidence(case, transcript)
+    if evidence is None:
+        evidence = ConsultationEvidence(case, transcript)
     obtained = {f for f in evidence.first_revealed if f in findings}
     extra = sum(len(t.requested) for t in transcript.turns)
     closing = evidence.closing
@@ -285,7 +291,13 @@ class ConsultationTask(BaseModel):
             score=metrics.get(OVERALL),
             metrics=metrics,
             process=process_metrics(self.case, transcript),
-            scan=scan_scores(self.case, transcript, rubric.checks, verdicts),
+            scan=scan_scores(
+                self.case,
+                transcript,
+                rubric.checks,
+                verdicts,
+                routed.evidence if routed is not None else None,
+            ),
             evidence_checked=sum(
                 1
                 for i in items

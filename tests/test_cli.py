@@ -97,8 +97,8 @@ def test_demo_runs_the_consultation_benchmark_and_resumes(tmp_path):
     )
     run_dir = tmp_path / "run"
     args = (
-        "demo", "--doctor", f"script:{doctor}", "--case", "agentclinic-medqa-001",
-        "--run-dir", str(run_dir),
+        "demo", "--doctor", f"script:{doctor}", "--compare", "none",
+        "--case", "agentclinic-medqa-001", "--run-dir", str(run_dir),
     )  # fmt: skip
     env = {"MEDVERIFY_CACHE_DIR": str(tmp_path / "cache")}
     result = run_cli(*args, env=env)
@@ -123,7 +123,39 @@ def test_demo_runs_the_consultation_benchmark_and_resumes(tmp_path):
     assert json.loads((run_dir / "results.json").read_text())["overall"] == results["overall"]
     # The same run dir with other settings is refused, naming the difference.
     other = run_cli(*args, "--turns", "2", env=env)
-    assert "max_turns: was 4, now 2" in one_error_line(other)
+    assert "max_turns: was 6, now 2" in one_error_line(other)
+
+
+def test_demo_shows_two_doctors_side_by_side(tmp_path):
+    careful = tmp_path / "careful.txt"
+    careful.write_text(
+        "What brings you in today?\nDo you feel weak anywhere, like in your arms?\n"
+        "Do you smoke or drink?\nDIAGNOSIS: myasthenia gravis\n"
+    )
+    hasty = tmp_path / "hasty.txt"
+    hasty.write_text("DIAGNOSIS: migraine\n")
+    run_dir = tmp_path / "run"
+    result = run_cli(
+        "demo", "--doctor", f"script:{hasty}", "--compare", f"script:{careful}",
+        "--case", "agentclinic-medqa-001", "--run-dir", str(run_dir),
+        env={"MEDVERIFY_CACHE_DIR": str(tmp_path / "cache")},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    overall = next(line for line in lines if line.strip("│┃ ").startswith("overall"))
+    facts = next(line for line in lines if "facts elicited" in line)
+    assert "+" in overall and "+" in facts  # the second doctor's change, shown as one
+    named = next(line for line in lines if "diagnosis correct (rate)" in line)
+    assert "+1.000" in named
+    page = (run_dir / "compare.html").read_text()
+    assert "DIAGNOSIS: migraine" in page and "DIAGNOSIS: myasthenia gravis" in page
+    assert page.index("migraine") < page.index("myasthenia gravis")  # columns in the run order
+    from medverify.demo import run_name
+
+    for spec in (f"script:{hasty}", f"script:{careful}"):
+        assert (run_dir / run_name(spec) / "results.json").is_file(), spec
+    same = run_cli("demo", "--doctor", "local", "--compare", "local")
+    assert same.returncode == 2 and "same doctor" in one_error_line(same)
 
 
 @pytest.mark.slow
@@ -145,14 +177,17 @@ def test_demo_on_the_embedded_model(tmp_path, tmp_path_factory):
         env={"MEDVERIFY_CACHE_DIR": str(cache)},
     )
     assert result.returncode == 0, result.stderr
-    assert "report:" in result.stdout and "communication empathy" in result.stdout
-    results = json.loads((run_dir / "results.json").read_text())
-    assert results["model"] == "local" and results["grader"] == "local"
-    assert results["overall"]["n"] + results["n_grading_failures"] >= 1
-    assert len(results["cases"]) == 4
-    for line in (run_dir / "examples.jsonl").read_text().splitlines():
-        turns = json.loads(line)["completion"].splitlines()
-        assert turns[0].startswith("Patient: ") and any(t.startswith("Doctor: ") for t in turns)
+    assert "local report:" in result.stdout and "communication empathy" in result.stdout
+    assert "local:doctor" in result.stdout and (run_dir / "compare.html").is_file()
+    for name, model in (("local", "local"), ("local-doctor", "local:doctor")):
+        results = json.loads((run_dir / name / "results.json").read_text())
+        assert results["model"] == model and results["grader"] == "local"
+        assert results["overall"]["n"] + results["n_grading_failures"] >= 1
+        assert len(results["cases"]) == 4
+        for line in (run_dir / name / "examples.jsonl").read_text().splitlines():
+            turns = json.loads(line)["completion"].splitlines()
+            assert turns[0].startswith("Patient: ")
+            assert any(t.startswith("Doctor: ") for t in turns)
 
 
 def test_wide_tables_are_printed_whole_when_output_is_not_a_terminal(capsys):

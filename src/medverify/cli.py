@@ -37,12 +37,13 @@ from medverify.consult.cli import (
     ShowTurnsOpt,
     WriterOpt,
     consult_bench,
+    run_and_compare,
     run_and_print,
 )
-from medverify.demo import DEFAULT_CASES, demo_job
+from medverify.demo import DEFAULT_CASES, DEMO_MAX_TOKENS, DEMO_TURNS, demo_job, run_name
 from medverify.deploy.cli import app as deploy_app
 from medverify.deploy.cli import serve_cmd
-from medverify.errors import MedverifyError
+from medverify.errors import ConfigError, MedverifyError
 from medverify.healthbench.cli import app as healthbench_app
 from medverify.rubrics.cli import HELP as RUBRICS_HELP
 from medverify.rubrics.cli import rubrics
@@ -145,8 +146,15 @@ def chat(
 @app.command()
 def demo(
     doctor: Annotated[
-        str, typer.Option(help="Backend spec of the doctor under test (or scripted:good...).")
+        str, typer.Option(help="Backend spec of the doctor under test (or scripted:careful...).")
     ] = "local",
+    compare: Annotated[
+        str,
+        typer.Option(
+            help="A second doctor run on the same cases and shown side by side "
+            "(default: the trained doctor); 'none' runs only --doctor."
+        ),
+    ] = "local:doctor",
     patient: PatientOpt = None,
     grader: GraderSpecOpt = "local",
     writer: WriterOpt = None,
@@ -154,8 +162,10 @@ def demo(
         list[str] | None,
         typer.Option("--case", help="Bundled case id or case file (repeatable)."),
     ] = None,
-    turns: Annotated[int, typer.Option(min=1, max=20, help="Most doctor turns.")] = 4,
-    max_tokens: Annotated[int, typer.Option(min=8, help="Most tokens per doctor turn.")] = 96,
+    turns: Annotated[int, typer.Option(min=1, max=20, help="Most doctor turns.")] = DEMO_TURNS,
+    max_tokens: Annotated[
+        int, typer.Option(min=8, help="Most tokens per doctor turn.")
+    ] = DEMO_MAX_TOKENS,
     run_dir: Annotated[
         Path | None,
         typer.Option(help="Where to keep progress and results (rerun to resume)."),
@@ -166,28 +176,39 @@ def demo(
     timeout: TimeoutOpt = None,
     no_cache: NoCacheOpt = False,
 ) -> None:
-    """The main job: the consultation benchmark on bundled cases, offline, embedded model.
+    """The main job: the embedded doctor and the trained one, in the same consultations, offline.
 
-    The doctor model interviews the patient simulator (Fact Unit, Affective Unit, Termination
-    Gate) on four bundled cases; the rubric generator writes each consultation's criteria
-    (diagnostic accuracy, consultation logic, treatment rationality, communication and
-    empathy, medical ethics); the offline grader judges them. Prints the per-dimension scores
-    and the path of the HTML report, which shows every transcript with its verdicts.
+    Each doctor interviews the patient simulator (Fact Unit, Affective Unit, Termination Gate)
+    on four bundled cases that the trained doctor never trained on; the rubric generator writes
+    each consultation's criteria (diagnostic accuracy, consultation logic, treatment
+    rationality, communication and empathy, medical ethics); the offline grader judges them.
+    Prints both doctors' scores side by side, and the paths of each report and of
+    compare.html, which shows the two transcripts of every case next to each other.
     """
-    job = demo_job(
-        [load_case_arg(c) for c in (case or DEFAULT_CASES)],
-        run_dir or Path("medverify-runs") / time.strftime("demo-%Y%m%d-%H%M%S"),
-        doctor=doctor,
-        patient=patient,
-        grader=grader,
-        writer=writer,
-        turns=turns,
-        max_tokens=max_tokens,
-        options=options_from(base_url, api_key, no_cache, timeout),
-    )
-    if doctor == "local":
-        err_console.print("[dim]the first run converts the embedded model once (~30 s)[/dim]")
-    run_and_print(job, show_turns=show_turns)
+    root = run_dir or Path("medverify-runs") / time.strftime("demo-%Y%m%d-%H%M%S")
+    cases = [load_case_arg(c) for c in (case or DEFAULT_CASES)]
+    options = options_from(base_url, api_key, no_cache, timeout)
+    doctors = [doctor] if compare.strip().lower() == "none" else [doctor, compare]
+    if len(set(doctors)) < len(doctors):
+        raise ConfigError(f"--compare names the same doctor as --doctor ({doctor})")
+    jobs = {
+        name: demo_job(
+            cases,
+            root if len(doctors) == 1 else root / run_name(name),
+            doctor=name,
+            patient=patient,
+            grader=grader,
+            writer=writer,
+            turns=turns,
+            max_tokens=max_tokens,
+            options=options,
+        )
+        for name in doctors
+    }
+    if len(doctors) == 1:
+        run_and_print(jobs[doctor], show_turns=show_turns)
+        return
+    run_and_compare(jobs, root, show_turns=show_turns)
 
 
 def _usage_error_types() -> tuple[type[Exception], type[Exception]]:

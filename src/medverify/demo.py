@@ -4,8 +4,9 @@ The embedded doctor model (or any backend) interviews the patient simulator on a
 cases; the rubric generator writes each consultation's criteria across the five clinical
 dimensions; the offline local grader judges them; scores follow HealthBench. It is
 ``medverify consult-bench`` with settings sized to finish in a few minutes on a 2-core laptop:
-four cases, four doctor turns of at most 96 tokens, four consultations at once (the local
-backend batches them into one forward pass).
+four cases, six doctor turns of at most 96 tokens, four consultations at once (the local
+backend batches them into one forward pass), run for the embedded model and for the doctor
+trained against the verifier (``local:doctor``), whose training never saw these four cases.
 """
 
 from __future__ import annotations
@@ -24,8 +25,14 @@ DEFAULT_CASES = (
     "mediq-medqa-0100",
     "mediq-medqa-1224",
 )
-DEMO_TURNS = 4
+#: Six doctor turns, the last one nudged to conclude: the length the trained doctor learned.
+DEMO_TURNS = 6
 DEMO_MAX_TOKENS = 96
+
+
+def run_name(doctor: str) -> str:
+    """A doctor spec as a run-directory name (``local:doctor`` -> ``local-doctor``)."""
+    return "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in doctor) or "doctor"
 
 
 def demo_job(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from medverify.cases.closing import closing_of, diagnosis_matches, parse_closing
+from medverify.cases.closing import closing_of, diagnosis_matches, names_condition, parse_closing
 from medverify.cases.records import Persona, Transcript, Turn
 
 
@@ -94,3 +94,36 @@ def test_the_closing_turn_is_found_in_a_transcript():
     s = closing_of(t)
     assert s.turn == 3 and s.names_final("Benign paroxysmal positional vertigo")
     assert not closing_of(Transcript(case_id="x", persona=Persona(), turns=turns[:3])).found
+
+
+@pytest.mark.parametrize(
+    "stated",
+    [
+        "myasthenia gravis",
+        "Acute interstitial nephritis secondary to a drug reaction",
+        "community-acquired pneumonia, likely bacterial",
+        "Type 2 diabetes mellitus",
+        "GERD",
+    ],
+)
+def test_a_condition_is_a_named_diagnosis(stated):
+    assert names_condition(stated)
+
+
+@pytest.mark.parametrize(
+    "stated",
+    [
+        None,
+        "",
+        "I would like to know what you mean by frequent urination and other symptoms.",
+        "Patient with a history of high blood pressure and type 2 diabetes mellitus",
+        "You've been coming in for a routine examination, and your symptoms are quite severe.",
+        "Red Flag Assessment for Hypertension and the use of amlodipine is contraindicated to the "
+        "extent discussed in the notes",
+        "unclear, more tests needed",
+        "What could it be?",
+        "No indications of injury or incident, I don't think there's anything suspicious",
+    ],
+)
+def test_a_sentence_after_diagnosis_is_not_a_named_diagnosis(stated):
+    assert not names_condition(stated)

@@ -112,3 +112,16 @@ def test_checkpoint_fingerprint_follows_the_weights_not_the_path(tmp_path):
     assert checkpoint_fingerprint(a) != checkpoint_fingerprint(b)
     (b / "model.safetensors").write_bytes(big + b"x")  # another size
     assert checkpoint_fingerprint(a) != checkpoint_fingerprint(b)
+
+
+@pytest.mark.slow
+def test_the_trained_doctor_is_a_checkpoint_for_serve_and_deploy(tmp_path_factory, monkeypatch):
+    from medverify.backends.local_doctor import adapter_hash
+
+    # the session's shared cache: the embedded model is converted once for all tests
+    monkeypatch.setenv(
+        "MEDVERIFY_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "medverify-cache")
+    )
+    path = resolve_model("local:doctor")
+    assert path.name.endswith(f"-doctor-{adapter_hash()}")
+    assert (path / "config.json").is_file() and (path / "medverify-conversion.json").is_file()

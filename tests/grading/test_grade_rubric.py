@@ -94,3 +94,14 @@ async def test_a_raising_grader_is_a_failed_verdict_and_the_limit_holds(tmp_path
     await grade_rubric(fresh, CONV, "fever", ITEMS, memo=reopened)
     assert fresh.calls == 0 and reopened.hits == 3
     reopened.close()
+
+
+def test_every_grading_failure_is_one_warning_line(caplog):
+    for grader in (WordGrader(fail=True), WordGrader(raise_=True)):
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="medverify.grading.grade_rubric"):
+            verdicts = asyncio.run(grade_rubric(grader, CONV, "fever", ITEMS))
+        assert all(v.met is None for v in verdicts)
+        lines = [r.getMessage() for r in caplog.records]
+        assert len(lines) == len(ITEMS) and all("\n" not in line for line in lines)
+        assert all(line.startswith("grading failed on ") for line in lines)

@@ -152,7 +152,20 @@ def test_model_text_is_escaped(page: str) -> None:
     assert "<script" not in page.lower()
     assert "&lt;/details&gt;" in page
     assert page.count("<details") == page.count("</details>")
-    assert "&quot;quotes&quot; &amp; &#x27;ticks&#x27;" in page
+    assert "&quot;quotes&quot; &amp; " in page  # a quote in text content needs no escape
+
+
+def test_completions_render_markdown_but_never_raw_html_or_remote_images() -> None:
+    example = make_examples()[0].model_copy(
+        update={
+            "completion": "**Go now.**\n\n- call 911\n- chew aspirin\n\n"
+            "![x](https://example.org/t.png) [site](javascript:alert(1)) <img src=x>"
+        }
+    )
+    page = render_report(make_results(), [example], title="t")
+    assert "<strong>Go now.</strong>" in page and "<li>call 911</li>" in page
+    assert "<img" not in page and "[image: x https://example.org/t.png]" in page
+    assert 'href="javascript' not in page and "&lt;img src=x&gt;" in page
 
 
 def test_self_contained(page: str) -> None:

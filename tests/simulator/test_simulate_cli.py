@@ -161,3 +161,21 @@ def test_root_cli_bad_case_is_one_line_exit_2(tmp_path):
     assert result.returncode == 2, result.stderr
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: ") and "bad.json" in lines[0]
+
+
+def test_long_turns_wrap_inside_their_panel_instead_of_being_cut(monkeypatch):
+    import io
+
+    from rich.console import Console
+
+    from medverify.cases.records import Turn
+    from medverify.simulator import simulate_cli
+
+    out = io.StringIO()
+    narrow = Console(file=out, width=40, soft_wrap=True, emoji=False, highlight=False)
+    monkeypatch.setattr(simulate_cli, "console", narrow)
+    words = [f"word{i}" for i in range(30)]
+    simulate_cli.show_turn(Turn(role="patient", text=" ".join(words)))
+    printed = out.getvalue()
+    assert all(w in printed for w in words)
+    assert max(len(line) for line in printed.splitlines()) <= 40

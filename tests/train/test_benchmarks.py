@@ -5,6 +5,8 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+
 BENCH = Path(__file__).parents[2] / "benchmarks"
 
 
@@ -61,3 +63,20 @@ def test_train_ablation_variants_map_onto_the_trl_options(tmp_path):
 
     with pytest.raises(SystemExit):
         bench.parse_args(["--out", "x.json", "--variants", "defaults,nonsense"])
+
+
+def test_train_doctor_pairs_cases_and_bounds_the_difference():
+    bench = _load("train_doctor")
+    base = {f"c{i}": {"overall": 0.0, "facts_elicited": 0.1, "inquiry": None} for i in range(10)}
+    trained = {f"c{i}": {"overall": 0.2, "facts_elicited": 0.1 + i / 100} for i in range(9)}
+    for k in trained:
+        trained[k]["inquiry"] = 0.5
+    out = bench.compare(base, trained)
+    assert out["overall"]["n"] == 9  # a case only one doctor played is not paired
+    assert abs(out["overall"]["diff"] - 0.2) < 1e-9 and out["overall"]["ci95"] == [
+        pytest.approx(0.2),
+        pytest.approx(0.2),
+    ]
+    low, high = out["facts_elicited"]["ci95"]
+    assert low < out["facts_elicited"]["diff"] < high
+    assert out["inquiry"] == {"n": 0}  # never measured for the base: no difference claimed

@@ -31,7 +31,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -111,9 +111,21 @@ def is_converted(dest: Path) -> bool:
 def ensure_converted(gguf: Path, dest: Path) -> Path:
     """Convert ``gguf`` into the transformers checkpoint ``dest`` unless that is already done.
 
+    Returns:
+        ``dest``.
+    """
+    return build_once(
+        dest, lambda tmp: convert_gguf(gguf, tmp), what=f"converting {gguf.name}", took="30 s"
+    )
+
+
+def build_once(dest: Path, build: Callable[[Path], None], *, what: str, took: str) -> Path:
+    """Make the checkpoint directory ``dest`` with ``build(tmp)`` unless it is already there.
+
     Safe against a kill at any moment (work happens in a temporary sibling directory that is
     renamed into place) and against concurrent callers (a file lock; the loser finds the winner's
-    result). Leftover temporary directories from killed conversions are removed.
+    result). Leftover temporary directories from killed builds are removed. ``build`` must write
+    :data:`MARKER` last.
 
     Returns:
         ``dest``.
@@ -133,14 +145,15 @@ def ensure_converted(gguf: Path, dest: Path) -> Path:
         )
         try:
             start = time.perf_counter()
-            log.info("converting %s into %s (once; about 30 s on 2 cores)", gguf.name, dest)
-            convert_gguf(gguf, tmp)
+            # a warning, so a user sees why the first run waits (later runs never print it)
+            log.warning("%s into %s (once; about %s on 2 cores)", what, dest, took)
+            build(tmp)
             try:
                 tmp.rename(dest)
             except OSError:
                 if not is_converted(dest):  # lost a race without locks: keep the winner's copy
                     raise
-            log.info("converted %s in %.1f s", gguf.name, time.perf_counter() - start)
+            log.info("%s took %.1f s", what, time.perf_counter() - start)
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)

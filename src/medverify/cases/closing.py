@@ -327,6 +327,41 @@ def _read_diagnosis(body: str, statement: ClosingStatement) -> None:
             statement.differential += _split_list(other.group(1))
 
 
+#: Openings of a sentence about the consultation, the patient or the doctor, not a condition.
+_NOT_A_NAME = re.compile(
+    r"(?i)^\W*(?:i|i'm|i'd|i'll|you|you're|your|we|my|it|it's|this|that|there|here|the patient|"
+    r"patient|he|she|they|no|not|none|unknown|unclear|uncertain|undetermined|to be determined|"
+    r"tbd|n/?a|pending|see|please|thank)\b"
+)
+_PERSONAL = re.compile(r"(?i)\b(?:i|me|my|you|your|we|us|our)\b")
+#: Longer than this, a "diagnosis" is a sentence, not a name ("acute interstitial nephritis
+#: secondary to a drug reaction" is 8 words).
+MAX_NAME_WORDS = 12
+
+
+def names_condition(text: str | None) -> bool:
+    """Whether a stated diagnosis names a condition, rather than saying something else.
+
+    ``DIAGNOSIS: I would like to know what you mean`` and ``DIAGNOSIS: Patient with a history of
+    high blood pressure`` follow the format and name nothing. Counting them as "a diagnosis
+    named" would reward the format, so a name must be short (at most :data:`MAX_NAME_WORDS`
+    words in its first sentence), not open like a sentence about the patient or the doctor, use
+    no first or second person, and ask nothing. It cannot tell a real condition from an invented
+    one (whether the name is *right* is :func:`diagnosis_matches`).
+    """
+    if not text:
+        return False
+    cleaned = _clean(text)
+    first = _first_sentence(cleaned)[0]
+    words = re.findall(r"[A-Za-z][A-Za-z'-]*", first)
+    return (
+        0 < len(words) <= MAX_NAME_WORDS
+        and "?" not in cleaned[: len(first) + 1]
+        and _NOT_A_NAME.match(first) is None
+        and _PERSONAL.search(first) is None
+    )
+
+
 def parse_closing(text: str) -> ClosingStatement:
     """Parse one doctor turn's final assessment (see the module docstring for the format)."""
     statement = ClosingStatement()

@@ -110,6 +110,7 @@ class ConsultBench:
         self.doctor_max_tokens = doctor_max_tokens
         self.seed = seed
         self.on_turn = on_turn
+        self._turn_tick: Callable[..., None] | None = None
         self.judge_checked = judge_checked
         # One offline Fact Unit for all consultations: the embedding model loads once.
         self._fact_unit = OfflineFactUnit() if patient is None else None
@@ -134,13 +135,22 @@ class ConsultBench:
                 for turn in transcript.turns:
                     self.on_turn(unit.key, turn)
             return transcript
-        on_turn = self.on_turn
+        on_turn, tick = self.on_turn, self._turn_tick
+
+        def seen(turn: Turn) -> None:
+            if on_turn is not None:
+                on_turn(unit.key, turn)
+            if tick is not None and turn.role == "doctor":
+                tick()
+
         transcript = await self.task(unit).play(
             self._doctor_turn(unit.case),
             patient=self.patient,
             fact_unit=self._fact_unit,
-            on_turn=(lambda t: on_turn(unit.key, t)) if on_turn else None,
+            on_turn=seen if on_turn is not None or tick is not None else None,
         )
+        if tick is not None:  # a consultation that ended early fills the rest of its share
+            tick(steps=self.max_turns - sum(1 for t in transcript.turns if t.role == "doctor"))
         spec = self.doctor.spec if isinstance(self.doctor, Backend) else "scripted"
         transcript = transcript.model_copy(update={"doctor": spec})
         self.store.put("consultation", unit.key, transcript)
@@ -187,15 +197,22 @@ class ConsultBench:
         *,
         concurrency: int = 4,
         progress: Bars | None = None,
+        label: str = "",
     ) -> tuple[list[UnitOutcome], dict[str, str]]:
         """Every unit, ``concurrency`` consultations at a time.
 
         Returns:
             The outcomes in the order of ``units`` (failed units left out) and the failures
             (unit key -> error); a failure is recorded in the store and retried on the next run.
+
+        With ``progress``, two bars (prefixed by ``label``): doctor turns as they happen, and
+        consultations as their grading finishes.
         """
         gate = asyncio.Semaphore(max(1, concurrency))
-        advance = progress("consultations", len(units)) if progress else None
+        if progress is not None:
+            prefix = f"{label}: " if label else ""
+            self._turn_tick = progress(f"{prefix}doctor turns", len(units) * self.max_turns)
+        advance = progress(f"{prefix}consultations graded", len(units)) if progress else None
         failures: dict[str, str] = {}
 
         async def guarded(unit: ConsultUnit) -> UnitOutcome | None:

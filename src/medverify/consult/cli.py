@@ -26,9 +26,11 @@ from medverify.cli_common import (
     print_table,
     writable_dir,
 )
+from medverify.consult.compare import compare_table, write_compare
 from medverify.consult.pipeline import ConsultJob, ConsultOutcome, run_consult_job
 from medverify.consult.records import DIMENSIONS, ConsultResults
 from medverify.errors import ConfigError
+from medverify.grading.results import ExampleResult
 from medverify.progress import progress_bars
 
 PatientOpt = Annotated[
@@ -99,7 +101,8 @@ def results_table(results: ConsultResults) -> Table:
     table.add_row("diagnosis: in differential", _fmt(s.get("diagnosis_in_differential")), "", "")
     p = results.process
     table.add_section()
-    table.add_row("diagnosis named (rate)", _fmt(p.diagnosis_correct_rate), "", str(p.n))
+    table.add_row("diagnosis named (rate)", _fmt(p.diagnosis_given_rate), "", str(p.n))
+    table.add_row("diagnosis correct (rate)", _fmt(p.diagnosis_correct_rate), "", str(p.n))
     table.add_row("facts elicited (mean share)", _fmt(p.mean_fact_recall), "", str(p.n))
     table.add_row("doctor turns (mean)", f"{p.mean_doctor_turns:.1f}", "", str(p.n))
     return table
@@ -136,6 +139,47 @@ def run_and_print(job: ConsultJob, *, show_turns: bool = False) -> ConsultOutcom
         err_console.print("[dim]resumed: finished consultations were not redone[/dim]")
     print_outcome(outcome)
     return outcome
+
+
+def _examples(path: Path) -> list[ExampleResult]:
+    with path.open(encoding="utf-8") as handle:
+        return [ExampleResult.model_validate_json(line) for line in handle if line.strip()]
+
+
+def run_and_compare(
+    jobs: dict[str, ConsultJob], root: Path, *, show_turns: bool = False
+) -> dict[str, ConsultOutcome]:
+    """Run several doctors' jobs on the same cases; print one side-by-side table and the pages.
+
+    ``compare.html`` under ``root`` shows each case's transcripts next to each other.
+    """
+    outcomes: dict[str, ConsultOutcome] = {}
+    with progress_bars(enabled=not show_turns) as bars:
+        for name, job in jobs.items():
+            outcomes[name] = asyncio.run(
+                run_consult_job(job, progress=bars, on_turn=show_turn_of if show_turns else None)
+            )
+    if any(o.resumed for o in outcomes.values()):
+        err_console.print("[dim]resumed: finished consultations were not redone[/dim]")
+    print_table(compare_table({n: o.results for n, o in outcomes.items()}))
+    for name, outcome in outcomes.items():
+        results = outcome.results
+        if results.n_grading_failures:
+            err_console.print(
+                f"[yellow]{name}: {results.n_grading_failures} criteria could not be graded; "
+                "their consultations are not scored (rerun with the same --run-dir)[/yellow]"
+            )
+        for key, error in results.failed_units.items():
+            err_console.print(f"[yellow]{name}: {key} failed: {error}[/yellow]")
+        console.print(f"{name} report: {outcome.paths['report']}", markup=False, soft_wrap=True)
+    if len(outcomes) > 1:
+        page = write_compare(
+            root / "compare.html",
+            {n: _examples(o.paths["examples"]) for n, o in outcomes.items()},
+            title="medverify demo: " + " vs ".join(outcomes),
+        )
+        console.print(f"side by side: {page}", markup=False, soft_wrap=True)
+    return outcomes
 
 
 def consult_bench(

@@ -132,7 +132,7 @@ async def run_consult_job(
                 judge_checked=job.judge_checked,
             )
             outcomes, failures = await bench.run(
-                units, concurrency=job.concurrency, progress=progress
+                units, concurrency=job.concurrency, progress=progress, label=job.doctor
             )
         finally:
             await grader.aclose()

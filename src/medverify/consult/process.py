@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 from pydantic import BaseModel
 
+from medverify.cases.closing import names_condition
 from medverify.cases.diagnosis import names_diagnosis
 from medverify.cases.records import CaseRecord, TerminationReason, Transcript
 
@@ -69,7 +70,11 @@ def addressed(doctor_text: str, concern: str) -> bool:
 
 
 class ProcessMetrics(BaseModel):
-    """What one consultation did, measured without a grader."""
+    """What one consultation did, measured without a grader.
+
+    ``diagnosis_given`` counts a final assessment only when it names a condition
+    (:func:`~medverify.cases.closing.names_condition`), not any text after ``DIAGNOSIS:``.
+    """
 
     doctor_turns: int
     questions_asked: int
@@ -103,7 +108,7 @@ def process_metrics(case: CaseRecord, transcript: Transcript) -> ProcessMetrics:
         facts_total=len(history),
         findings_elicited=len(revealed & findings),
         findings_total=len(findings),
-        diagnosis_given=transcript.final_diagnosis is not None,
+        diagnosis_given=names_condition(transcript.final_diagnosis),
         diagnosis_correct=diagnosis_named(transcript.final_diagnosis, case.diagnosis),
         red_flags_total=len(case.red_flags),
         red_flags_addressed=sum(1 for flag in case.red_flags if addressed(doctor_text, flag)),

@@ -39,7 +39,8 @@ app = typer.Typer(
 )
 
 ModelOpt = Annotated[
-    str, typer.Option("--model", "-m", help="local, hf:<dir> or a checkpoint directory.")
+    str,
+    typer.Option("--model", "-m", help="local, local:doctor, hf:<dir> or a checkpoint directory."),
 ]
 
 

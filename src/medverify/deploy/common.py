@@ -26,6 +26,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from medverify.backends.hf import check_checkpoint
 from medverify.backends.local import default_model_dir
+from medverify.backends.local_doctor import doctor_model_dir
 from medverify.errors import ConfigError, InputError
 
 #: Written last into every output directory: its presence means the step finished.
@@ -113,7 +114,8 @@ def write_manifest(directory: Path, manifest: DeployManifest) -> None:
 def resolve_model(spec: str) -> Path:
     """The local checkpoint directory a model spec names.
 
-    ``local`` is the embedded SmolLM2-135M-Instruct (converted once, cached); ``hf:<dir>`` or a
+    ``local`` is the embedded SmolLM2-135M-Instruct (converted once, cached), ``local:doctor``
+    the trained doctor (merged once, cached); ``hf:<dir>`` or a
     bare directory is any transformers checkpoint. Endpoints (``openai:``) hold no weights to
     quantize or distil.
 
@@ -123,6 +125,8 @@ def resolve_model(spec: str) -> Path:
     spec = spec.strip()
     if spec in ("local", "local:transformers"):
         return default_model_dir()
+    if spec == "local:doctor":
+        return doctor_model_dir()
     if spec.startswith(("openai:", "script:", "mock", "local:llamacpp")):
         raise ConfigError(
             f"{spec!r} names no local weights; deployment steps need 'local', 'hf:<dir>' "

@@ -728,7 +728,8 @@ def engine_for(config: ServeConfig) -> Engine:
         target = resolve_model(config.model)
     if config.draft is not None and not is_ngram(config.draft):
         read_manifest(config.draft, kind="draft")
-    name = config.name or ("local" if config.model.strip() == "local" else Path(target).name)
+    spec = config.model.strip()
+    name = config.name or (spec if spec in ("local", "local:doctor") else Path(target).name)
     return Engine(target, draft=config.draft, name=name, draft_tokens=config.draft_tokens)
 
 

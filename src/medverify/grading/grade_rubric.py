@@ -27,6 +27,7 @@ from medverify.grading.protocol import Grader
 from medverify.grading.records import Grade, RubricItem
 from medverify.grading.results import CriterionVerdict
 from medverify.runs.kv import SqliteKV
+from medverify.secrets import redact
 
 log = logging.getLogger(__name__)
 
@@ -153,8 +154,11 @@ async def grade_rubric(
                 try:
                     grade = await grader.grade(conversation, response, item)
                 except Exception as exc:  # a grader bug or a backend that gave up
-                    log.warning("grader raised on %r: %s", item.criterion[:60], exc)
                     grade = Grade(met=None, error=f"{type(exc).__name__}: {exc}")
+            if grade.failed:  # one line per failure, whether the grader raised or gave up
+                log.warning(
+                    "grading failed on %r: %s", item.criterion[:60], redact(grade.error or "")
+                )
             if memo is not None:
                 if grade.failed:
                     memo.record_failure(VERDICTS, key, grade.error or "grading failed")

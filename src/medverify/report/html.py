@@ -21,6 +21,8 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from markdown_it import MarkdownIt
+
 from medverify.grading.results import CriterionVerdict, ExampleResult, RunResults
 from medverify.report.charts import bar_chart
 from medverify.secrets import redact_url
@@ -102,6 +104,8 @@ details.example[open] > summary { border-bottom: 1px solid var(--line); }
 .role { font-size: 12px; font-weight: 600; color: var(--muted); text-transform: uppercase;
   letter-spacing: 0.04em; }
 .text { white-space: pre-wrap; overflow-wrap: anywhere; }
+.completion.md p, .completion.md ul, .completion.md ol { margin: 0 0 8px; }
+.completion.md table { width: auto; margin: 0 0 8px; }
 .completion { background: #f4f7fb; border: 1px solid #dbe4ee; border-radius: 8px;
   padding: 10px 14px; }
 .crit td.pts { font-weight: 600; font-variant-numeric: tabular-nums; white-space: nowrap; }
@@ -343,6 +347,29 @@ def _criteria_table(verdicts: Sequence[CriterionVerdict]) -> str:
     )
 
 
+_MARKDOWN = MarkdownIt("commonmark", {"html": False, "breaks": True}).enable("table")
+
+
+def _image_as_text(_self: Any, tokens: Any, idx: int, _options: Any, _env: Any) -> str:
+    """An image stays text (its alt and address): the page never fetches anything."""
+    token = tokens[idx]
+    return escape(f"[image: {token.content} {token.attrGet('src') or ''}]".replace("  ", " "))
+
+
+_MARKDOWN.add_render_rule("image", _image_as_text)
+
+
+def render_markdown(text: str) -> str:
+    """A model's completion as HTML: its Markdown rendered, its raw HTML escaped.
+
+    Models answer in Markdown (lists, bold, tables); shown raw, a reader wades through the
+    asterisks. Raw HTML in the completion is escaped (``html: False``), unsafe link targets
+    such as ``javascript:`` are refused by markdown-it's link validation, and images are not
+    shown as text, so the page still loads nothing from elsewhere.
+    """
+    return _MARKDOWN.render(text)
+
+
 def _example(ex: ExampleResult, *, expanded: bool = False) -> str:
     ident = ex.prompt_id + (f" · repeat {ex.repeat}" if ex.repeat else "")
     chips = "".join(f'<span class="chip">{_e(t)}</span>' for t in ex.example_tags)
@@ -372,7 +399,7 @@ def _example(ex: ExampleResult, *, expanded: bool = False) -> str:
         f'<span class="tags">{chips}</span></summary>'
         '<div class="ex-body">'
         f"<h3>Conversation</h3>{turns or '<p class=muted>(empty)</p>'}"
-        f'<h3>Completion</h3><div class="completion text">{_e(ex.completion)}</div>'
+        f'<h3>Completion</h3><div class="completion md">{render_markdown(ex.completion)}</div>'
         f'<h3>Criteria<span class="tally muted">{_e(tally)}</span></h3>'
         f"{_criteria_table(ex.verdicts)}</div></details>"
     )

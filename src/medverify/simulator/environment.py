@@ -17,6 +17,7 @@ is kept in :attr:`ConsultationEnv.traces` without changing the transcript format
 
 from __future__ import annotations
 
+import copy
 import logging
 from typing import TYPE_CHECKING
 
@@ -175,6 +176,20 @@ class ConsultationEnv:
     def is_finished(self) -> bool:
         """Whether the consultation is over (the "is finished" hook)."""
         return self.gate.finished
+
+    def fork(self) -> ConsultationEnv:
+        """An independent copy of the consultation so far, sharing the (stateless) units.
+
+        Verifier-guided search tries several doctor turns from the same point: each candidate
+        is played in its own fork, so the patient's reply and the gate's state are exactly what
+        the real consultation would produce, and the original is untouched.
+        """
+        twin = copy.copy(self)
+        twin.transcript = self.transcript.model_copy(deep=True)
+        twin.gate = self.gate.model_copy(deep=True)
+        twin.revealed = set(self.revealed)
+        twin.traces = list(self.traces)
+        return twin
 
     # -- internals ------------------------------------------------------------------------
 

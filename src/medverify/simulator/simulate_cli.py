@@ -72,7 +72,7 @@ def resolve_persona(case: CaseRecord, preset: str | None) -> Persona:
 
 
 def show_turn(turn: Turn) -> None:
-    """Print one turn as a panel; the facts it revealed are shown dimmed below it."""
+    """Print one turn as a panel, wrapped to the terminal; revealed facts dimmed below it."""
     style = "cyan" if turn.role == "doctor" else "green"
     subtitle = None
     if turn.revealed_fact_ids:
@@ -86,7 +86,8 @@ def show_turn(turn: Turn) -> None:
             subtitle_align="right",
             border_style=style,
             expand=False,
-        )
+        ),
+        soft_wrap=False,  # the shared console soft-wraps (whole table rows); a panel must wrap
     )
 
 

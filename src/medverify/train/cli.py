@@ -8,6 +8,7 @@ before any model loads; a rerun with the same ``--run-dir`` resumes.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from pathlib import Path
 from typing import Annotated
 
@@ -15,7 +16,9 @@ import typer
 from rich.table import Table
 
 from medverify.cli_common import console, print_table
+from medverify.errors import ConfigError
 from medverify.train.config import load_config
+from medverify.train.export import export_doctor
 from medverify.train.pipeline import run_pipeline
 
 app = typer.Typer(
@@ -74,3 +77,34 @@ def rs_sft(config: ConfigOpt, run_dir: RunDirOpt = None, check: CheckOpt = False
 def grpo(config: ConfigOpt, run_dir: RunDirOpt = None, check: CheckOpt = False) -> None:
     """GRPO with verifier rewards: the config's grpo stages."""
     _run(config, run_dir, {"grpo"}, check)
+
+
+@app.command("export-doctor")
+def export_doctor_cmd(
+    config: ConfigOpt,
+    run_dir: Annotated[Path, typer.Option("--run-dir", help="The finished training run.")],
+    stage: Annotated[str, typer.Option(help="The expert_iteration stage.")] = "doctor",
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Where to write the adapter (default: the package's, for local:doctor)."),
+    ] = None,
+    heldout: Annotated[
+        Path | None,
+        typer.Option(help="benchmarks/results/train_doctor.json, recorded beside the adapter."),
+    ] = None,
+) -> None:
+    """Ship a trained doctor: the stage's adapter where local:doctor loads it, with doctor.json.
+
+    doctor.json says how it was made: recipe, training cases, commit, rounds, held-out scores.
+    """
+    cfg = load_config(config)
+    summary = None
+    if heldout is not None:
+        try:
+            data = json.loads(heldout.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"{heldout}: cannot read the benchmark result ({exc})") from None
+        summary = {k: data.get(k) for k in ("date", "machine", "settings", "cases", "all")}
+    kwargs = {"out": out} if out is not None else {}
+    path = export_doctor(cfg, config, run_dir, stage=stage, heldout=summary, **kwargs)
+    console.print(f"adapter and doctor.json written to {path}", markup=False, soft_wrap=True)

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from medverify.errors import ConfigError
 
-StageKind = Literal["mid_train", "rs_sft", "grpo"]
+StageKind = Literal["mid_train", "rs_sft", "grpo", "expert_iteration"]
 Task = Literal["rule", "rubric", "consultation"]
 
 
@@ -150,6 +150,31 @@ class RSSettings(_Strict):
     max_new_tokens: int = Field(64, ge=1)
 
 
+class ExpertIterationSettings(_Strict):
+    """Expert iteration on verifier-guided consultations (:mod:`medverify.train.expert_iteration`).
+
+    Each round the current policy plays ``cases_per_round`` cases, every doctor turn chosen by
+    the verifier among ``candidates`` of its own samples; the LoRA (new in the first round, the
+    previous round's after) is then trained on that round's kept turns.
+    """
+
+    rounds: int = Field(2, ge=1)
+    cases_per_round: int = Field(24, ge=1)
+    max_turns: int = Field(6, ge=2, description="doctor turns per consultation; the last concludes")
+    candidates: int = Field(12, ge=1, description="replies sampled per doctor turn")
+    temperature: float = Field(0.8, gt=0, le=2.0)
+    top_p: float = Field(0.95, gt=0, le=1.0)
+    turn_tokens: int = Field(32, ge=4, description="most tokens of a question turn")
+    closing_tokens: int = Field(48, ge=4, description="most tokens of the closing turn")
+    search_prompt: str | None = Field(
+        "You are a doctor. Reply with one short question to the patient about their symptoms or "
+        "history, or say which examination or test you want.",
+        description="instructions while sampling question turns (null: the task's own)",
+    )
+    closing_prefix: str = Field("DIAGNOSIS:", description="the closing turn's forced format")
+    epochs: float = Field(2.0, gt=0, description="passes over the round's kept rows")
+
+
 class RolloutSettings(_Strict):
     """Generation settings of GRPO rollouts (single- and multi-turn)."""
 
@@ -185,6 +210,7 @@ class StageConfig(_Strict):
     data: DataSettings = Field(default_factory=DataSettings)
     mid: MidTrainSettings | None = None
     rs: RSSettings | None = None
+    ei: ExpertIterationSettings | None = None
     rollout: RolloutSettings = Field(default_factory=RolloutSettings)
     grpo: GRPOSwitches = Field(default_factory=GRPOSwitches)
     reward: RewardSettings = Field(default_factory=RewardSettings)
@@ -206,6 +232,11 @@ class StageConfig(_Strict):
             self.mid = self.mid or MidTrainSettings()
         if self.kind == "rs_sft":
             self.rs = self.rs or RSSettings()
+        if self.kind == "expert_iteration":
+            if self.task not in (None, "consultation"):
+                raise ValueError("expert_iteration trains the consultation task")
+            self.task = "consultation"
+            self.ei = self.ei or ExpertIterationSettings()
         return self
 
 

@@ -31,6 +31,7 @@ from medverify.train.checkpoints import last_checkpoint, save_final, write_log_h
 from medverify.train.config import PipelineConfig, StageConfig
 from medverify.train.data import load_case_set, split, task_rows
 from medverify.train.evaluate import evaluate_checkpoint
+from medverify.train.expert_iteration import run_expert_iteration
 from medverify.train.midtrain import mixture
 from medverify.train.plots import load_histories, plot_curves
 from medverify.train.rewards import ConsultationReward, RubricReward, RubricScorer, RuleReward
@@ -204,6 +205,9 @@ def run_stage(
         trainer = _run_grpo(stage, model, stage_dir, rows)
     elif stage.kind == "rs_sft":
         trainer, stats = _run_rs_sft(stage, model, stage_dir, rows)
+    elif stage.kind == "expert_iteration":
+        cases = load_case_set(stage.data.source)[: stage.data.limit]
+        trainer, stats = run_expert_iteration(stage, model, stage_dir, cases)
     else:
         trainer = _run_mid(stage, model, stage_dir)
     write_log_history(stage_dir, trainer.state.log_history)
@@ -233,7 +237,7 @@ def _eval_data(cfg: PipelineConfig) -> tuple[list[Any], list[Any], list[CaseReco
 
 def stage_rows(stage: StageConfig) -> list[dict[str, Any]]:
     """A stage's training rows (held-out items removed)."""
-    if stage.kind == "mid_train" or stage.task is None:
+    if stage.kind in ("mid_train", "expert_iteration") or stage.task is None:
         return []
     rows = task_rows(stage.task, stage.data.source)
     train, _ = split(rows, stage.data.eval_limit, stage.data.limit)

@@ -122,7 +122,7 @@ def sft_rows(
 
 def train_sft(
     stage: StageConfig,
-    model: str | Path,
+    model: Any,
     rows: list[dict[str, Any]],
     output_dir: Path,
     *,
@@ -132,7 +132,9 @@ def train_sft(
 ) -> Any:
     """TRL's ``SFTTrainer`` on prompt-completion rows (or a given text ``dataset``), trained.
 
-    Resumes from the last checkpoint in ``output_dir``. Returns the trainer.
+    ``model`` is a checkpoint path (a new LoRA per the stage's settings is put on it) or a
+    loaded peft model whose adapter goes on training. Resumes from the last checkpoint in
+    ``output_dir``. Returns the trainer.
     """
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
@@ -161,11 +163,12 @@ def train_sft(
         disable_tqdm=True,
         **({"deepspeed": t.deepspeed} if t.deepspeed else {}),
     )
+    loaded = not isinstance(model, (str, Path))
     trainer = SFTTrainer(
-        model=str(model),
+        model=model if loaded else str(model),
         args=args,
         train_dataset=dataset if dataset is not None else Dataset.from_list(rows),
-        peft_config=lora_config(stage),
+        peft_config=None if loaded else lora_config(stage),
     )
     trainer.train(resume_from_checkpoint=last_checkpoint(output_dir))
     return trainer

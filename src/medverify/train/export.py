@@ -1,0 +1,101 @@
+"""Ship a trained doctor: the adapter of an expert-iteration stage, with how it was made.
+
+``medverify train export-doctor --run-dir DIR`` copies ``<DIR>/stages/<stage>/adapter`` (the
+LoRA weights and config) into the package's ``data/doctor/`` (or ``--out``), where
+``local:doctor`` loads it, and writes ``doctor.json`` beside it: the recipe, the training cases,
+the commit, the per-round statistics and, when given, the held-out benchmark's numbers. An
+adapter without its provenance cannot be trusted, so the two travel together.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from medverify.backends.local_doctor import ADAPTER_FILES, DOCTOR_DIR, PROVENANCE
+from medverify.cases.loading import load_cases
+from medverify.errors import ConfigError
+from medverify.train.config import PipelineConfig
+
+#: The shipped adapter must stay small enough to live inside the wheel.
+MAX_ADAPTER_MB = 20.0
+
+
+def git_commit(repo: Path) -> str | None:
+    """The commit checked out in ``repo``, ``+changes`` when the tree differs from it.
+
+    ``None`` outside a git checkout. A trained adapter is usually exported before the code that
+    trained it is committed; the suffix says so rather than claiming a commit it did not run.
+    """
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", "-C", str(repo), *args], capture_output=True, text=True, check=True, timeout=10
+        ).stdout.strip()
+
+    try:
+        head = git("rev-parse", "HEAD")
+        changed = git("status", "--porcelain", "--", ".", ":(exclude)src/medverify/data/doctor")
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return f"{head}+changes" if changed else head or None
+
+
+def export_doctor(
+    cfg: PipelineConfig,
+    config_path: Path,
+    run_dir: Path,
+    *,
+    stage: str = "doctor",
+    out: Path = DOCTOR_DIR,
+    heldout: dict[str, Any] | None = None,
+) -> Path:
+    """Copy the stage's adapter to ``out`` and write its provenance.
+
+    Raises:
+        ConfigError: the stage is not in the config, has no finished adapter, or the adapter
+            is larger than :data:`MAX_ADAPTER_MB`.
+    """
+    stages = {s.name: s for s in cfg.stages}
+    if stage not in stages or stages[stage].kind != "expert_iteration":
+        raise ConfigError(f"{config_path}: no expert_iteration stage named {stage!r}")
+    stage_dir = run_dir / "stages" / stage
+    adapter = stage_dir / "adapter"
+    missing = [n for n in ADAPTER_FILES if not (adapter / n).is_file()]
+    if missing:
+        raise ConfigError(f"{adapter}: no finished adapter ({', '.join(missing)} missing)")
+    size_mb = sum((adapter / n).stat().st_size for n in ADAPTER_FILES) / 1e6
+    if size_mb > MAX_ADAPTER_MB:
+        raise ConfigError(f"{adapter}: {size_mb:.1f} MB, over the {MAX_ADAPTER_MB:.0f} MB limit")
+    rounds_file = stage_dir / "rounds.json"
+    rounds = json.loads(rounds_file.read_text()) if rounds_file.is_file() else []
+    source = stages[stage].data.source
+    train_ids = [c.id for c in load_cases(source)][: stages[stage].data.limit]
+    out.mkdir(parents=True, exist_ok=True)
+    for name in ADAPTER_FILES:
+        shutil.copyfile(adapter / name, out / name)
+    record = {
+        "what": "LoRA adapter of SmolLM2-135M-Instruct trained by expert iteration against "
+        "medverify's verifier (offline simulator, evidence-checked rubric, offline grader)",
+        "made_by": f"medverify train pipeline --config {config_path} --run-dir <dir>",
+        "exported_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "commit": git_commit(Path(__file__).resolve().parents[3]),
+        "config": cfg.model_dump(mode="json"),
+        "adapter_mb": round(size_mb, 2),
+        "training_cases": {"source": source, "n": len(train_ids), "ids": train_ids},
+        "held_out": "benchmarks/data/heldout_agentclinic_extended20.jsonl (20) and the demo's "
+        "four bundled cases; none is a training case, and no training case has a held-out "
+        "diagnosis",
+        "rounds": rounds,
+        "total_seconds": sum(
+            r.get("sample_seconds", 0) + r.get("train_seconds", 0) for r in rounds
+        ),
+    }
+    if heldout is not None:
+        record["heldout_benchmark"] = heldout
+    (out / PROVENANCE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    return out

@@ -1,0 +1,204 @@
+"""Verifier-guided search: the policy's own consultations, each turn chosen by the verifier.
+
+Expert iteration needs good samples to learn from, and a 135M doctor sampled whole consultations
+at a time almost never produces one (every turn must go right at once). So the search branches
+per turn, as step-level rejection sampling does: at each doctor turn the policy samples
+``candidates`` replies; each is played in its own fork of the patient simulator
+(:meth:`~medverify.simulator.environment.ConsultationEnv.fork`), and the verifier's evidence picks
+one:
+
+* on a question turn, the reply that made the patient reveal the most of the record's facts,
+  examination findings and test results not yet revealed (the process measure the consultation
+  score counts); a reply that ends the consultation before the last turn is never chosen;
+* on the last turn (the task's nudge to conclude), each closing statement's whole consultation
+  is scored by :meth:`~medverify.consult.task.ConsultationTask.score` and the best reward wins.
+
+Ties go to the shorter reply. Every chosen reply is the policy's own text; the search only
+selects. What the search may add, it says: ``search_prompt`` replaces the doctor's instructions
+*while sampling* question turns (the targets are trained under the task's own prompt, so this
+is context distillation), and ``closing_prefix`` starts the closing turn with the answer format
+the task's nudge asks for (``DIAGNOSIS:``); the diagnosis after it is sampled.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from pydantic import BaseModel, Field
+
+from medverify.backends.base import Message
+from medverify.consult.task import ConsultationScore, ConsultationTask
+from medverify.grading import Grader
+from medverify.simulator.environment import ConsultationEnv
+from medverify.simulator.fact_unit import OfflineFactUnit
+
+#: The instruction question turns are sampled under (never trained on).
+SEARCH_PROMPT = (
+    "You are a doctor. Reply with one short question to the patient about their symptoms or "
+    "history, or say which examination or test you want."
+)
+CLOSING_PREFIX = "DIAGNOSIS:"
+
+
+class Sampler(Protocol):
+    """Draws ``n`` replies of the policy to one conversation."""
+
+    def sample(
+        self, messages: Sequence[Message], *, n: int, max_new_tokens: int, prefix: str = ""
+    ) -> list[str]:
+        """``n`` sampled replies (each beginning with ``prefix`` when one is given)."""
+        ...
+
+
+class SearchSettings(BaseModel):
+    """How the search samples and chooses."""
+
+    candidates: int = Field(12, ge=1, description="replies sampled per doctor turn")
+    turn_tokens: int = Field(32, ge=4, description="most tokens of a question turn")
+    closing_tokens: int = Field(48, ge=4, description="most tokens of the closing turn")
+    search_prompt: str | None = Field(
+        SEARCH_PROMPT, description="instructions while sampling question turns (None: the task's)"
+    )
+    closing_prefix: str = CLOSING_PREFIX
+    rubric_weight: float = Field(1.0, ge=0)
+    process_weight: float = Field(0.5, ge=0)
+
+
+class SearchStep(BaseModel):
+    """One chosen doctor turn: what the doctor saw (under the task's prompt) and said."""
+
+    messages: list[dict[str, str]]
+    text: str
+    closing: bool = False
+    new_findings: int = 0
+    reward: float | None = None
+
+
+class SearchedConsultation(BaseModel):
+    """A consultation built by the search, with its final verifier score."""
+
+    case_id: str
+    steps: list[SearchStep]
+    transcript: dict[str, Any]
+    reward: float | None
+    score: float | None
+    facts_elicited: float
+    diagnosis_named: bool
+    diagnosis_correct: bool
+    termination: str | None
+
+
+def _one_question(text: str) -> str:
+    """A question turn ends at its first question mark (the task asks one question per turn)."""
+    text = text.strip()
+    if "?" in text:
+        text = text[: text.index("?") + 1]
+    return text
+
+
+async def _new_findings(env: ConsultationEnv, text: str, *, last_turn: bool) -> tuple[int, Any]:
+    fork = env.fork()
+    before = len(fork.revealed)
+    await fork.respond(text)
+    if fork.is_finished() and fork.transcript.termination_reason == "diagnosis" and not last_turn:
+        return -1, fork  # concluded before the last turn: never chosen as a question
+    return len(fork.revealed) - before, fork
+
+
+async def guided_consultation(
+    task: ConsultationTask,
+    sampler: Sampler,
+    grader: Grader,
+    settings: SearchSettings,
+    *,
+    fact_unit: OfflineFactUnit | None = None,
+) -> SearchedConsultation:
+    """One consultation of ``task`` whose every doctor turn the verifier chose among samples."""
+    env = task.environment(fact_unit=fact_unit)
+    env.opening()
+    steps: list[SearchStep] = []
+    final: ConsultationScore | None = None
+    reward: float | None = None
+    while not env.is_finished():
+        last = env.gate.last_turn()
+        seen = task.doctor_messages(env.transcript, last_turn=last)
+        shown = [{"role": m.role, "content": m.content} for m in seen]
+        if last:
+            texts = sampler.sample(
+                seen,
+                n=settings.candidates,
+                max_new_tokens=settings.closing_tokens,
+                prefix=settings.closing_prefix,
+            )
+            best: tuple[float, int, str, ConsultationEnv, ConsultationScore] | None = None
+            for text in dict.fromkeys(t.strip() for t in texts):
+                fork = env.fork()
+                await fork.respond(text)
+                scored = await task.score(fork.transcript, grader)
+                value = scored.reward(
+                    rubric_weight=settings.rubric_weight, process_weight=settings.process_weight
+                )
+                key = (value if value is not None else float("-inf"), -len(text))
+                if best is None or key > (best[0], best[1]):
+                    best = (key[0], key[1], text, fork, scored)
+            assert best is not None
+            _, _, text, env, final = best
+            reward = best[0] if best[0] != float("-inf") else None
+            steps.append(SearchStep(messages=shown, text=text, closing=True, reward=reward))
+            break
+        sampling = list(seen)
+        if settings.search_prompt is not None:
+            sampling[0] = Message(role="system", content=settings.search_prompt)
+        texts = sampler.sample(sampling, n=settings.candidates, max_new_tokens=settings.turn_tokens)
+        options = [t for t in dict.fromkeys(_one_question(t) for t in texts) if t]
+        chosen: tuple[int, int, str, ConsultationEnv] | None = None
+        for text in options or ["Can you tell me more?"]:
+            gained, fork = await _new_findings(env, text, last_turn=False)
+            if chosen is None or (gained, -len(text)) > (chosen[0], chosen[1]):
+                chosen = (gained, -len(text), text, fork)
+        assert chosen is not None
+        gained, _, text, env = chosen
+        steps.append(SearchStep(messages=shown, text=text, new_findings=max(gained, 0)))
+    if final is None:  # the patient left, or the gate ended it before the last turn
+        final = await task.score(env.transcript, grader)
+        reward = final.reward(
+            rubric_weight=settings.rubric_weight, process_weight=settings.process_weight
+        )
+    process = final.process
+    return SearchedConsultation(
+        case_id=task.case.id,
+        steps=steps,
+        transcript=env.transcript.model_dump(mode="json"),
+        reward=reward,
+        score=final.score,
+        facts_elicited=process.fact_recall,
+        diagnosis_named=env.transcript.final_diagnosis is not None,
+        diagnosis_correct=bool(process.diagnosis_correct),
+        termination=env.transcript.termination_reason,
+    )
+
+
+def training_rows(consultations: Sequence[SearchedConsultation]) -> list[dict[str, Any]]:
+    """Prompt-completion rows of the steps worth learning.
+
+    A question turn is kept when it made the patient reveal something new; a closing turn is
+    kept when its consultation scored at least as well as the mean of the others, so the model
+    is not taught the closings the verifier scored worst.
+    """
+    rewards = [c.reward for c in consultations if c.reward is not None]
+    bar = sum(rewards) / len(rewards) if rewards else 0.0
+    rows = []
+    for c in consultations:
+        for step in c.steps:
+            keep = (
+                c.reward is not None and c.reward >= bar if step.closing else step.new_findings > 0
+            )
+            if keep:
+                rows.append(
+                    {
+                        "prompt": step.messages,
+                        "completion": [{"role": "assistant", "content": step.text}],
+                    }
+                )
+    return rows

@@ -1,0 +1,53 @@
+"""Exporting a trained doctor: the adapter travels with how it was made, or not at all."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from medverify.errors import ConfigError
+from medverify.train.config import load_config
+from medverify.train.export import export_doctor
+
+RECIPE = Path(__file__).parents[2] / "configs" / "train" / "doctor_cpu.yaml"
+
+
+def _finished_run(tmp_path: Path, weights: bytes = b"w" * 1000) -> Path:
+    stage = tmp_path / "run" / "stages" / "doctor"
+    adapter = stage / "adapter"
+    adapter.mkdir(parents=True)
+    (adapter / "adapter_config.json").write_text('{"r": 8}')
+    (adapter / "adapter_model.safetensors").write_bytes(weights)
+    rounds = [{"round": 0, "mean_reward": 0.1, "sample_seconds": 10.0, "train_seconds": 2.0}]
+    (stage / "rounds.json").write_text(json.dumps(rounds))
+    return tmp_path / "run"
+
+
+def test_the_adapter_ships_with_its_recipe_cases_rounds_and_scores(tmp_path, monkeypatch):
+    monkeypatch.chdir(Path(__file__).parents[2])  # the recipe names its case file from the root
+    run = _finished_run(tmp_path)
+    out = export_doctor(
+        load_config(RECIPE), RECIPE, run, out=tmp_path / "ship", heldout={"all": {"n": 1}}
+    )
+    record = json.loads((out / "doctor.json").read_text())
+    assert (out / "adapter_model.safetensors").read_bytes() == b"w" * 1000
+    assert record["config"]["stages"][0]["kind"] == "expert_iteration"
+    assert record["training_cases"]["n"] == 116
+    assert record["rounds"][0]["mean_reward"] == 0.1 and record["total_seconds"] == 12.0
+    assert record["heldout_benchmark"] == {"all": {"n": 1}}
+
+
+def test_no_finished_adapter_no_export(tmp_path):
+    with pytest.raises(ConfigError, match="no finished adapter"):
+        export_doctor(load_config(RECIPE), RECIPE, tmp_path, out=tmp_path / "ship")
+
+
+def test_an_adapter_too_big_for_the_wheel_is_refused(tmp_path, monkeypatch):
+    monkeypatch.chdir(Path(__file__).parents[2])
+    monkeypatch.setattr("medverify.train.export.MAX_ADAPTER_MB", 0.0005)
+    run = _finished_run(tmp_path)
+    with pytest.raises(ConfigError, match="over the"):
+        export_doctor(load_config(RECIPE), RECIPE, run, out=tmp_path / "ship")
+    assert not (tmp_path / "ship").exists()

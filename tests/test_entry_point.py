@@ -85,6 +85,15 @@ def test_help_and_version_exit_0(tmp_path):
     assert result.returncode == 0 and "--grader" in result.stdout
 
 
+def test_help_shows_flags_as_flags(tmp_path):
+    """``--debug <bool>`` read as if the flag took a value; options that take one keep theirs."""
+    top = medverify("--help", tmp_path=tmp_path, timeout=60)
+    chat = medverify("chat", "--help", tmp_path=tmp_path, timeout=60)
+    assert top.returncode == 0 and chat.returncode == 0
+    assert "--debug" in top.stdout and "<bool>" not in top.stdout + chat.stdout
+    assert "<int>" in chat.stdout  # --max-tokens
+
+
 # -- typer.Exit(n) exits n -----------------------------------------------------------------------
 
 _WITH_EXIT_COMMAND = textwrap.dedent(
@@ -117,6 +126,39 @@ def test_typer_exit_code_is_the_exit_status(code):
         timeout=120,
     )
     assert result.returncode == code, result.stderr
+
+
+_MISSED_TARGET = textwrap.dedent(
+    """
+    import sys
+    from importlib.metadata import entry_points
+
+    from medverify.simulator.quality import QualityReport
+
+    QualityReport.meets_targets = lambda self: False  # a simulator that misses a target
+
+    (script,) = [ep for ep in entry_points(group="console_scripts") if ep.name == "medverify"]
+    sys.argv = ["medverify", *sys.argv[1:]]
+    script.load()()
+    """
+)
+
+
+def test_simulate_eval_check_fails_with_1_when_a_target_is_missed(tmp_path):
+    """``typer.Exit(1)`` used to exit 0, so ``simulate eval --check`` could never fail."""
+    cases = Path(__file__).parent / "fixtures" / "sim_cases" / "myasthenia_gravis.json"
+    args = ["simulate", "eval", "--cases", str(cases), "--personas", "default", "--doctors", "1"]
+    missed = subprocess.run(
+        [sys.executable, "-c", _MISSED_TARGET, *args, "--check"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert missed.returncode == 1, missed.stderr
+    unchecked = subprocess.run(
+        [sys.executable, "-c", _MISSED_TARGET, *args], capture_output=True, text=True, timeout=300
+    )
+    assert unchecked.returncode == 0, unchecked.stderr
 
 
 def test_a_run_with_nothing_scored_exits_1(tmp_path):

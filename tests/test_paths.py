@@ -16,6 +16,7 @@ from medverify.testing.judges import keyword_judge, parse_request
 
 FIXTURES = Path(__file__).parent / "fixtures"
 HARD5 = FIXTURES / "healthbench" / "hard_sample5.jsonl"
+CPU_SMOKE = Path(__file__).parents[1] / "configs" / "train" / "cpu_smoke.yaml"
 CASE = FIXTURES / "sim_cases" / "migraine.json"
 MEDVERIFY = Path(sys.executable).with_name("medverify")
 PASSWORD = "pw1234secret"
@@ -133,9 +134,22 @@ def test_an_unwritable_run_dir_is_refused_before_any_work(tmp_path):
     for args in (
         ["healthbench", "run", "--data", str(HARD5), "--model", "mock", "--grader", "mock"],
         ["consult-bench", "--doctor", "scripted:careful", "--limit", "1"],
+        ["demo", "--doctor", "scripted:careful", "--compare", "none"],
+        ["train", "pipeline", "--config", str(CPU_SMOKE)],
     ):
         line = one_error_line(medverify(*args, "--run-dir", str(blocker / "run")))
         assert "'--run-dir'" in line and str(blocker) in line
+
+
+def test_a_run_dir_lock_that_cannot_be_created_is_one_line(tmp_path):
+    """Past the option check (a library caller, or a folder made read-only since): no traceback."""
+    from medverify.errors import ConfigError
+    from medverify.runs.store import RunDirLock
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    with pytest.raises(ConfigError, match="cannot create"):
+        RunDirLock(blocker / "run").acquire()
 
 
 def test_an_unwritable_cache_dir_is_one_line_naming_it(tmp_path):
@@ -205,7 +219,7 @@ def test_a_case_id_cannot_send_simulate_outside_its_output_folder(tmp_path):
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["doctor.txt", "evil.json", "work"]
 
 
-@pytest.mark.parametrize("command", ["healthbench", "consult-bench", "meta-eval"])
+@pytest.mark.parametrize("command", ["healthbench", "consult-bench", "meta-eval", "rubrics"])
 def test_a_line_nested_too_deeply_is_one_line_naming_the_file(tmp_path, command):
     deep = tmp_path / "deep.jsonl"
     deep.write_text("[" * 100_000 + "\n")
@@ -213,6 +227,11 @@ def test_a_line_nested_too_deeply_is_one_line_naming_the_file(tmp_path, command)
         args = ["healthbench", "run", "--data", str(deep), "--model", "mock", "--grader", "mock"]
     elif command == "meta-eval":
         args = ["healthbench", "meta-eval", "--data", str(deep), "--grader", "mock"]
+    elif command == "rubrics":
+        case = "agentclinic-medqa-001"
+        line = one_error_line(medverify("rubrics", "--case", case, "--transcript", str(deep)))
+        assert "deep.jsonl" in line and "nested too deeply" in line
+        return
     else:
         args = ["consult-bench", "--cases", str(deep), "--doctor", "mock", "--grader", "mock"]
     line = one_error_line(medverify(*args, "--run-dir", str(tmp_path / "run"), cwd=tmp_path))

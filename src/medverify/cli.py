@@ -23,13 +23,16 @@ from medverify.backends.registry import SPEC_FORMS, make_backend
 from medverify.cases.cli import app as cases_app
 from medverify.cases.loading import load_case_arg
 from medverify.cli_common import (
+    INTERRUPTED,
     ApiKeyOpt,
     BaseUrlOpt,
     NoCacheOpt,
     TimeoutOpt,
     console,
     err_console,
+    interrupt_reported,
     options_from,
+    writable_dir,
 )
 from medverify.consult.cli import (
     GraderSpecOpt,
@@ -40,6 +43,7 @@ from medverify.consult.cli import (
     run_and_compare,
     run_and_print,
 )
+from medverify.consult.pipeline import scripted_factory
 from medverify.demo import DEFAULT_CASES, DEMO_MAX_TOKENS, DEMO_TURNS, demo_job, run_name
 from medverify.deploy.cli import app as deploy_app
 from medverify.deploy.cli import serve_cmd
@@ -48,6 +52,7 @@ from medverify.healthbench.cli import app as healthbench_app
 from medverify.rubrics.cli import HELP as RUBRICS_HELP
 from medverify.rubrics.cli import rubrics
 from medverify.secrets import RedactingFilter, redact
+from medverify.simulator import simulate_cli
 from medverify.simulator.simulate_cli import app as simulate_app
 from medverify.train.cli import app as train_app
 
@@ -59,6 +64,27 @@ HELP = (
     + "; ".join(SPEC_FORMS)
     + ".\n\nStart with: medverify demo"
 )
+
+
+def _hide_flag_types() -> None:
+    """Print flags as flags in help: typer 0.29 shows ``--debug <bool>``, as if it took a value.
+
+    The type column stays for options that take one (``--turns <int>``).
+    """
+    from typer.core import TyperOption
+
+    shown = getattr(TyperOption, "display_type_rich", None)
+    if shown is None or getattr(shown, "_medverify", False):  # older typer: nothing to hide
+        return
+
+    def display_type_rich(self: TyperOption, ctx: typer.Context) -> str | None:
+        return None if self.is_flag else shown(self, ctx)
+
+    display_type_rich._medverify = True  # type: ignore[attr-defined]
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+
+
+_hide_flag_types()
 
 app = typer.Typer(
     help=HELP,
@@ -73,6 +99,7 @@ _state = {"debug": False}
 def _register_subcommands() -> None:
     app.add_typer(healthbench_app, name="healthbench")
     app.add_typer(cases_app, name="cases")
+    simulate_cli.scripted_doctors = scripted_factory  # simulate --doctor scripted:careful
     app.add_typer(simulate_app, name="simulate")
     app.command("consult-bench")(consult_bench)
     app.command("rubrics", help=RUBRICS_HELP)(rubrics)
@@ -168,7 +195,9 @@ def demo(
     ] = DEMO_MAX_TOKENS,
     run_dir: Annotated[
         Path | None,
-        typer.Option(help="Where to keep progress and results (rerun to resume)."),
+        typer.Option(
+            help="Where to keep progress and results (rerun to resume).", callback=writable_dir
+        ),
     ] = None,
     show_turns: ShowTurnsOpt = False,
     base_url: BaseUrlOpt = None,
@@ -224,7 +253,6 @@ def _usage_error_types() -> tuple[type[Exception], type[Exception]]:
 
 
 _ClickException, _UsageError = _usage_error_types()
-INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
 
 
 def _one_line(text: str) -> str:
@@ -279,7 +307,7 @@ def main() -> None:
         code = INTERRUPTED  # Ctrl-C at a prompt: click's prompt turns it into Abort
     except KeyboardInterrupt:
         code = INTERRUPTED
-    if code == INTERRUPTED:
+    if code == INTERRUPTED and not interrupt_reported["done"]:
         err_console.print("interrupted; rerun with the same --run-dir to resume")
     sys.exit(code if isinstance(code, int) and not isinstance(code, bool) else 0)
 

@@ -18,6 +18,11 @@ from medverify.backends.registry import BackendOptions
 # and users can copy it; tables and panels still fit the width.
 console = Console(emoji=False, highlight=False, soft_wrap=True)
 err_console = Console(stderr=True, emoji=False, highlight=False, soft_wrap=True)
+#: Exit status after Ctrl-C: 128 + SIGINT, what a shell reports.
+INTERRUPTED = 130
+#: Set by a command that told the user itself what Ctrl-C kept (the entry point then says
+#: nothing more; by default it prints how to resume from the run directory).
+interrupt_reported = {"done": False}
 
 
 def print_table(table: RenderableType) -> None:

@@ -184,3 +184,41 @@ def test_killed_run_resumes_without_redoing_consultations(tmp_path):
     a = json.loads((reference / "results.json").read_text())
     b = json.loads((run_dir / "results.json").read_text())
     assert a["overall"] == b["overall"] and a["dimensions"] == b["dimensions"]
+
+
+async def test_an_interrupted_session_still_counts_its_judge_calls(tmp_path):
+    """Usage is saved as consultations finish, so Ctrl-C does not lose the calls already paid.
+
+    Ctrl-C under ``asyncio.run`` cancels the main task; so does this test, once the first
+    consultation is graded.
+    """
+    from medverify.backends.registry import BackendOptions
+
+    with _judge_server() as srv:
+        opts = BackendOptions(base_url=srv.base_url, api_key="sk-test", use_cache=False)
+        one_graded = asyncio.Event()
+
+        def progress(name: str, total: int):
+            def advance(*args, **kwargs) -> None:
+                if name.endswith("consultations graded"):
+                    one_graded.set()
+
+            return advance
+
+        clean = job(tmp_path, "clean", "scripted:good", grader="openai:judge", grader_options=opts)
+        await run_consult_job(clean)
+        needed = srv.requests  # the calls of one uninterrupted run
+        srv.reset()
+        first = job(tmp_path, "run", "scripted:good", grader="openai:judge", grader_options=opts)
+        running = asyncio.create_task(run_consult_job(first, progress=progress))
+        await one_graded.wait()
+        running.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await running
+        assert srv.requests > 0
+        done = await run_consult_job(first)
+        # Every answered call of both sessions is in the usage, the interrupted one's too (before,
+        # only the resuming session's were, fewer than one clean run needs); calls still in
+        # flight when the task was cancelled were never answered and are not counted.
+        assert done.resumed
+        assert needed <= done.results.usage["grader"]["calls"] <= srv.requests

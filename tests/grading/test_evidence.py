@@ -121,3 +121,34 @@ async def test_unasked_facts_are_not_credited():
     assert evaluate_check(RevealedCheck(fact_ids=unasked), ev).met is False
     verdict = evaluate_check(DiagnosisCheck(expect="alternatives"), ev)
     assert verdict.met is False and "no alternative" in verdict.explanation
+
+
+@pytest.mark.parametrize(
+    "closing",
+    [
+        "DIAGNOSIS: I'd like to discuss your recovery plan with you.",
+        "DIAGNOSIS: Can you please tell me more about your situation?",
+        "DIAGNOSIS: Patient with drooping eyelids that get worse in the evening.",
+    ],
+)
+async def test_a_sentence_after_diagnosis_is_no_wrong_diagnosis(closing):
+    """The trained doctor's closings before this fix: the field, then no condition.
+
+    Counting them as "a final diagnosis other than X" (-6) made a doctor that writes the field
+    score below one that never concludes; they earn nothing, and cost nothing more.
+    """
+    case = CASES["agentclinic-medqa-001"]
+    _, t = await consult("agentclinic-medqa-001", [PLAIN[0], closing])
+    ev = ConsultationEvidence(case, t)
+    wrong = evaluate_check(DiagnosisCheck(expect="wrong_final"), ev)
+    assert wrong.met is False and "names no condition" in wrong.explanation
+    assert evaluate_check(DiagnosisCheck(expect="final"), ev).met is False
+    assert evaluate_check(DiagnosisCheck(expect="alternatives"), ev).met is False
+
+
+async def test_a_named_wrong_condition_is_still_a_wrong_diagnosis():
+    case = CASES["agentclinic-medqa-001"]
+    _, t = await consult("agentclinic-medqa-001", [PLAIN[0], "DIAGNOSIS: Bell's palsy"])
+    ev = ConsultationEvidence(case, t)
+    assert evaluate_check(DiagnosisCheck(expect="wrong_final"), ev).met is True
+    assert evaluate_check(DiagnosisCheck(expect="final"), ev).met is False

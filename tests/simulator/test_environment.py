@@ -157,3 +157,30 @@ async def test_llm_mode_bad_json_falls_back_and_is_recorded():
     reply = await env.respond("Do you take any medications?")
     assert reply.revealed_fact_ids == ["meds"]
     assert env.traces[-1].selection.mode == "llm_fallback"
+
+
+async def test_an_open_invitation_brings_out_new_facts_a_few_times_only():
+    """The trained doctor's exploit: the same open question, a new record fact each time."""
+    from medverify.simulator.environment import MAX_VOLUNTEERED
+
+    env = ConsultationEnv.create(MG, persona=Persona(patience=10), max_turns=10)
+    new_per_turn = []
+    for _ in range(5):
+        before = set(env.revealed)
+        await env.respond("Can you tell me more about that?")
+        new_per_turn.append(len(env.revealed - before))
+    assert sum(new_per_turn[:MAX_VOLUNTEERED]) == MAX_VOLUNTEERED
+    assert new_per_turn[MAX_VOLUNTEERED:] == [0] * (5 - MAX_VOLUNTEERED)
+    reply = env.transcript.turns[-1]
+    assert reply.role == "patient" and reply.revealed_fact_ids == []
+    # Asking about something still works after the invitations are spent.
+    asked = await env.respond("Do you take any medications?")
+    assert asked.revealed_fact_ids == ["meds"]
+
+
+async def test_a_fork_keeps_its_own_count_of_invitations():
+    env = ConsultationEnv.create(MG, persona=Persona(patience=10), max_turns=10)
+    await env.respond("Is there anything else you've noticed?")
+    twin = env.fork()
+    await twin.respond("Anything else?")
+    assert (env.volunteered, twin.volunteered) == (1, 2)

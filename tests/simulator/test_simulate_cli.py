@@ -3,6 +3,7 @@
 import os
 import pty
 import select
+import signal
 import subprocess
 import sys
 import time
@@ -99,7 +100,9 @@ def _read_more(fd: int, buffer: bytearray, timeout: float = 60) -> None:
     buffer.extend(chunk)
 
 
-def _interactive(tmp_path: Path, lines: list[str]) -> tuple[int, str, Path]:
+def _interactive(
+    tmp_path: Path, lines: list[str], *, interrupt: bool = False
+) -> tuple[int, str, Path]:
     out = tmp_path / "interactive.json"
     cmd = [sys.executable, "-m", "medverify.cli", "simulate"]
     cmd += ["--case", str(MG), "--interactive", "--out", str(out)]
@@ -113,6 +116,10 @@ def _interactive(tmp_path: Path, lines: list[str]) -> tuple[int, str, Path]:
             while buffer.count(b"doctor> ") < i:  # wait for the i-th prompt
                 _read_more(master, buffer)
             os.write(master, line.encode() + b"\n")
+        if interrupt:  # Ctrl-C at the next prompt
+            while buffer.count(b"doctor> ") <= len(lines):
+                _read_more(master, buffer)
+            proc.send_signal(signal.SIGINT)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:  # drain the output while the command finishes
             ready, _, _ = select.select([master], [], [], 0.2)
@@ -150,6 +157,35 @@ def test_interactive_quit(tmp_path):
     assert code == 0, output
     transcript = Transcript.model_validate_json(out.read_text())
     assert transcript.termination_reason is None and len(transcript.turns) == 3
+
+
+def test_ctrl_c_in_interactive_keeps_the_transcript_so_far_and_exits_130(tmp_path):
+    code, output, out = _interactive(tmp_path, ["Any allergies?"], interrupt=True)
+    assert code == 130, output
+    assert "transcript so far" in output and "Traceback" not in output
+    transcript = Transcript.model_validate_json(out.read_text())
+    assert [t.role for t in transcript.turns] == ["patient", "doctor", "patient"]
+    assert transcript.turns[1].text == "Any allergies?"
+    assert transcript.termination_reason is None and transcript.doctor == "interactive"
+
+
+def test_a_scripted_doctor_plays_through_the_installed_command(tmp_path):
+    """``simulate --doctor scripted:careful`` was refused as an unknown backend spec."""
+    script = Path(sys.executable).with_name("medverify")
+    out = tmp_path / "t.json"
+    args = ["simulate", "--case", "agentclinic-medqa-001", "--out", str(out)]
+    done = subprocess.run(
+        [str(script), *args, "--doctor", "scripted:careful"], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    transcript = Transcript.model_validate_json(out.read_text())
+    assert transcript.doctor == "scripted:careful"
+    assert transcript.final_diagnosis == "Myasthenia gravis"
+    bad = subprocess.run(
+        [str(script), *args, "--doctor", "scripted:nope"], capture_output=True, text=True
+    )
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1
+    assert "unknown scripted doctor 'scripted:nope'" in bad.stderr
 
 
 def test_root_cli_bad_case_is_one_line_exit_2(tmp_path):

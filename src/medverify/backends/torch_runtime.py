@@ -11,7 +11,9 @@ import contextlib
 import importlib.util
 import logging
 import os
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from medverify.errors import ConfigError
@@ -54,8 +56,58 @@ def import_torch(backend: str = "local") -> tuple[Any, Any]:
     return torch, transformers
 
 
+def usable_cores() -> list[int]:
+    """The CPUs this process may run on (all of them where affinity is unknown)."""
+    try:
+        return sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        return list(range(os.cpu_count() or 1))
+
+
+def _cpu_ticks(cpus: set[int]) -> tuple[int, int] | None:
+    """(idle, total) ticks summed over ``cpus`` from /proc/stat, or None where unreadable."""
+    idle = total = 0
+    try:
+        lines = Path("/proc/stat").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        name, _, rest = line.partition(" ")
+        if not name.startswith("cpu") or name == "cpu" or int(name[3:]) not in cpus:
+            continue
+        ticks = [int(v) for v in rest.split()]
+        idle += ticks[3] + (ticks[4] if len(ticks) > 4 else 0)  # idle + iowait
+        total += sum(ticks[:8])  # guest time is already counted in user
+    return (idle, total) if total else None
+
+
+def busy_cores(interval: float = 0.1) -> float:
+    """How many of this process's cores other work keeps busy now (0.0 where unknown).
+
+    Two reads of /proc/stat ``interval`` seconds apart while this process sleeps, so its own
+    work is not counted. Only the CPUs of this process's affinity count: in a container pinned
+    to two cores of a large host, the host's other cores are not ours to weigh.
+    """
+    cpus = set(usable_cores())
+    before = _cpu_ticks(cpus)
+    if before is None:
+        return 0.0
+    time.sleep(interval)
+    after = _cpu_ticks(cpus)
+    if after is None or after[1] <= before[1]:
+        return 0.0
+    idle, total = after[0] - before[0], after[1] - before[1]
+    return max(0.0, min(1.0, 1.0 - idle / total)) * len(cpus)
+
+
 def cpu_threads() -> int:
-    """The number of torch threads to use: ``MEDVERIFY_THREADS`` or the cores this process may use.
+    """The number of torch threads to use: ``MEDVERIFY_THREADS``, else the cores not busy now.
+
+    torch's thread pool waits at every operation for its slowest thread, and a thread that
+    shares its core with another process is slow: on a 2-core machine with one core busy,
+    two threads made ``chat`` 4.7x slower than one (``benchmarks/cpu_threads.py``). So the
+    default is the usable cores minus those other work keeps busy when the model is loaded
+    (at least 1); on an idle machine that is every core.
 
     Raises:
         ConfigError: ``MEDVERIFY_THREADS`` is set but not a positive integer.
@@ -69,10 +121,11 @@ def cpu_threads() -> int:
         if n < 1:
             raise ConfigError(f"MEDVERIFY_THREADS must be a positive integer, got {env!r}")
         return n
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # not Linux
-        return os.cpu_count() or 1
+    cores = len(usable_cores())
+    taken = int(busy_cores() + 0.5)
+    if taken:
+        log.debug("%d of %d cores busy: using %d torch threads", taken, cores, cores - taken)
+    return max(1, cores - taken)
 
 
 def configure_torch_threads(threads: int | None = None) -> int:

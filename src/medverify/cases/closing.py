@@ -116,15 +116,25 @@ class ClosingStatement(BaseModel):
         return any(diagnosis_matches(d, truth) for d in offered)
 
     def wrong_final(self, truth: str) -> bool:
-        """Whether a final diagnosis was given and none of the offered candidates is ``truth``."""
-        return bool(self.candidates) and not any(
+        """Whether a condition was named as final and none of the offered candidates is ``truth``.
+
+        ``DIAGNOSIS: I'd like to discuss your recovery plan`` follows the format and names no
+        condition: it earns nothing, but it is no *wrong diagnosis* either, as a physician
+        grading "gives a final diagnosis other than X" would read it. Counting it as wrong
+        made a doctor that writes the field score below one that never concludes.
+        """
+        return any(names_condition(d) for d in self.candidates) and not any(
             diagnosis_matches(d, truth) for d in self.candidates
         )
 
     def alternatives(self) -> list[str]:
-        """Diagnoses named besides the final one: hedged candidates, differential, ruled out."""
+        """Conditions named besides the final one: hedged candidates, differential, ruled out."""
         final = self.final
-        others = [d for d in [*self.candidates, *self.differential, *self.ruled_out] if d != final]
+        others = [
+            d
+            for d in [*self.candidates, *self.differential, *self.ruled_out]
+            if d != final and names_condition(d)
+        ]
         return list(dict.fromkeys(others))
 
 

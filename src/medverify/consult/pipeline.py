@@ -8,7 +8,6 @@ rerunning with other settings is refused instead of mixing two runs.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ from medverify.consult.records import ConsultResults
 from medverify.consult.scripted import SCRIPTED_DOCTORS, scripted_doctor
 from medverify.errors import ConfigError
 from medverify.grading import make_grader
-from medverify.grading.usage import sum_usage, total_cost, usage_record
+from medverify.grading.usage import SessionUsage, sum_usage, total_cost
 from medverify.progress import Bars
 from medverify.runs.store import RunStore
 
@@ -108,7 +107,9 @@ async def run_consult_job(
     backends: dict[str, Backend] = {}
     with RunStore(job.run_dir, job="consult-bench", config=_config(job)) as store:
         resumed = store.is_resumed
+        session = SessionUsage(store)
         grader = make_grader(job.grader, job.grader_options)
+        session.track("grader", getattr(grader, "backend", None))
         try:
             doctor: Doctor
             if job.doctor.startswith(SCRIPTED_PREFIX):
@@ -119,6 +120,8 @@ async def run_consult_job(
                 backends["patient"] = make_backend(job.patient, job.doctor_options)
             if job.writer:
                 backends["writer"] = make_backend(job.writer, job.grader_options)
+            for role, backend in backends.items():
+                session.track(role, backend)
             bench = ConsultBench(
                 store,
                 doctor,
@@ -132,18 +135,18 @@ async def run_consult_job(
                 judge_checked=job.judge_checked,
             )
             outcomes, failures = await bench.run(
-                units, concurrency=job.concurrency, progress=progress, label=job.doctor
+                units,
+                concurrency=job.concurrency,
+                progress=session.progress(progress),
+                label=job.doctor,
             )
         finally:
             await grader.aclose()
             for backend in backends.values():
                 await backend.aclose()
-        session = {role: usage_record(b) for role, b in backends.items()}
-        judge = getattr(grader, "backend", None)
-        if judge is not None:
-            session["grader"] = usage_record(judge)
-        # Usage of every session of this run: a resumed run paid for its first part too.
-        store.put("usage", f"{time.time():.6f}", session)
+            # Usage of every session of this run: a resumed run paid for its first part too,
+            # and an interrupted session's calls count as well.
+            session.save(force=True)
         usage, cost_parts = sum_usage(store.items("usage").values())
     results, examples = summarize_consult(
         units,

@@ -23,7 +23,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
-from medverify.cases.closing import ClosingStatement, closing_of
+from medverify.cases.closing import ClosingStatement, closing_of, names_condition
 from medverify.cases.records import CaseRecord, Transcript
 from medverify.grading.records import Grade
 from medverify.text.matching import split_sentences, stem, words
@@ -183,6 +183,8 @@ def _diagnosis(check: DiagnosisCheck, ev: ConsultationEvidence) -> Grade:
     elif check.expect == "wrong_final":
         met = closing.wrong_final(truth)
         why = f"offers {' / '.join(closing.candidates) or 'no final diagnosis'}"
+        if closing.candidates and not any(names_condition(d) for d in closing.candidates):
+            why += " (names no condition)"
     elif check.expect == "considered":
         met = closing.considers(truth)
         why = f"final {closing.candidates}, differential {closing.differential}"

@@ -7,10 +7,15 @@ change, so the estimate is labelled as such. Local, scripted and self-hosted mod
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from medverify.backends.base import Backend, UsageMeter
+from medverify.runs.store import RunStore
+
+#: ``progress(name, total)`` returns the callback that advances that bar.
+Progress = Callable[[str, int], Callable[..., None]]
 
 PRICES_PER_MTOK: dict[str, tuple[float, float]] = {
     "gpt-4.1": (2.00, 8.00),
@@ -76,3 +81,48 @@ def total_cost(parts: Sequence[tuple[str, UsageMeter, str | None]]) -> float | N
             return None
         total += cost
     return round(total, 6)
+
+
+class SessionUsage:
+    """This session's usage per backend role, kept current in the run store.
+
+    Saved at most once a second while the job runs and once more at its end, however it ends
+    (an error, Ctrl-C), so the calls of an interrupted session still count in the usage of the
+    run that finishes the job.
+    """
+
+    def __init__(self, store: RunStore, *, every_s: float = 1.0) -> None:
+        self.store = store
+        self.key = f"{time.time():.6f}"
+        self.every_s = every_s
+        self.backends: dict[str, Backend] = {}
+        self._saved_at = 0.0
+
+    def track(self, role: str, backend: Backend | None) -> None:
+        """Count this backend's calls under ``role``."""
+        if backend is not None:
+            self.backends[role] = backend
+
+    def save(self, *, force: bool = False) -> None:
+        """Write the session's usage (unless written less than ``every_s`` ago)."""
+        now = time.monotonic()
+        if not force and now - self._saved_at < self.every_s:
+            return
+        self._saved_at = now
+        record = {role: usage_record(backend) for role, backend in self.backends.items()}
+        self.store.put("usage", self.key, record)
+
+    def progress(self, inner: Progress | None) -> Progress:
+        """Progress callbacks that also save the usage as units finish."""
+
+        def add(name: str, total: int) -> Callable[..., None]:
+            advance = inner(name, total) if inner is not None else None
+
+            def step(*args: Any, **kwargs: Any) -> None:
+                if advance is not None:
+                    advance(*args, **kwargs)
+                self.save()
+
+            return step
+
+        return add

@@ -14,19 +14,17 @@ interrupted session's calls are still counted when a rerun finishes the job.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from html import escape
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from medverify.backends.base import Backend
 from medverify.backends.registry import BackendOptions, make_backend
 from medverify.grading import make_grader
 from medverify.grading.results import RunResults, summarize
-from medverify.grading.usage import sum_usage, total_cost, usage_record
+from medverify.grading.usage import SessionUsage, sum_usage, total_cost
 from medverify.healthbench.data import load_examples
 from medverify.healthbench.evaluate import (
     MAX_REPEATS,
@@ -90,51 +88,6 @@ class JobOutcome(BaseModel):
     def nothing_scored(self) -> bool:
         """Whether not one example could be scored (every completion or grade failed)."""
         return self.results.overall.n == 0
-
-
-class SessionUsage:
-    """This session's usage per backend role, kept current in the run store.
-
-    Saved at most once a second while the job runs and once more at its end, however it ends
-    (an error, Ctrl-C), so the calls of an interrupted session still count in the usage of the
-    run that finishes the job.
-    """
-
-    def __init__(self, store: RunStore, *, every_s: float = 1.0) -> None:
-        self.store = store
-        self.key = f"{time.time():.6f}"
-        self.every_s = every_s
-        self.backends: dict[str, Backend] = {}
-        self._saved_at = 0.0
-
-    def track(self, role: str, backend: Backend | None) -> None:
-        """Count this backend's calls under ``role``."""
-        if backend is not None:
-            self.backends[role] = backend
-
-    def save(self, *, force: bool = False) -> None:
-        """Write the session's usage (unless written less than ``every_s`` ago)."""
-        now = time.monotonic()
-        if not force and now - self._saved_at < self.every_s:
-            return
-        self._saved_at = now
-        record = {role: usage_record(backend) for role, backend in self.backends.items()}
-        self.store.put("usage", self.key, record)
-
-    def progress(self, inner: Progress | None) -> Progress:
-        """Progress callbacks that also save the usage as units finish."""
-
-        def add(name: str, total: int) -> Callable[..., None]:
-            advance = inner(name, total) if inner is not None else None
-
-            def step(*args: Any, **kwargs: Any) -> None:
-                if advance is not None:
-                    advance(*args, **kwargs)
-                self.save()
-
-            return step
-
-        return add
 
 
 def _model_failure_section(failed: Sequence[str], errors: dict[str, str]) -> str:

@@ -72,7 +72,10 @@ class RunDirLock:
         """
         if fcntl is None or self._key is not None:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # read-only or not a folder: one line, not a traceback
+            raise ConfigError(f"cannot create {self.path.parent}: {exc.strerror}") from None
         key = str(self.path.resolve())
         with _GUARD:
             held = _HELD.get(key)
@@ -80,7 +83,10 @@ class RunDirLock:
                 _HELD[key] = (held[0], held[1], held[2] + 1)
                 self._key = key
                 return
-            fd = os.open(key, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fd = os.open(key, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as exc:
+                raise ConfigError(f"cannot write to {self.path.parent}: {exc.strerror}") from None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError as exc:

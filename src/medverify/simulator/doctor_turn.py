@@ -60,6 +60,8 @@ class ParsedTurn:
         open_questions: questions left for matching by meaning.
         silent_topic_questions: questions on a topic the record is silent on (a higher bar).
         open_requests: exam or test requests naming no known item.
+        volunteered: facts selected only because the turn invited more ("anything else?",
+            "tell me more"), not because it asked about them.
         asked: the turn asked a question.
         yes_no: the turn asked a closed question.
         exam: the turn requested an examination.
@@ -78,6 +80,7 @@ class ParsedTurn:
     open_questions: list[str] = field(default_factory=list)
     silent_topic_questions: list[str] = field(default_factory=list)
     open_requests: list[str] = field(default_factory=list)
+    volunteered: list[str] = field(default_factory=list)
     asked: bool = False
     yes_no: bool = False
     exam: bool = False
@@ -202,6 +205,7 @@ def parse_turn(case: CaseRecord, doctor_turn: str, revealed: Iterable[str] = ())
             nxt = _most_salient_unrevealed(case, seen | set(p.selected))
             if nxt is not None:
                 found.append(nxt.id)
+                p.volunteered.append(nxt.id)
         if found:
             p.intents.append("facts")
             p.selected.extend(found)

@@ -57,6 +57,11 @@ class TurnTrace(BaseModel):
     termination: TerminationReason | None = None
 
 
+#: How many times an open invitation ("anything else?", "tell me more") brings out a new fact
+#: in one consultation; after that the doctor has to ask about something.
+MAX_VOLUNTEERED = 2
+
+
 class ConsultationEnv:
     """One simulated patient for one consultation.
 
@@ -89,6 +94,7 @@ class ConsultationEnv:
         self.seed = seed
         self.transcript = Transcript(case_id=case.id, persona=self.persona)
         self.revealed: set[str] = set()
+        self.volunteered = 0
         self.traces: list[TurnTrace] = []
         fallback = getattr(self.affective, "fallback", None)
         self._template = fallback if isinstance(fallback, TemplateAffectiveUnit) else None
@@ -155,6 +161,7 @@ class ConsultationEnv:
             text = closing_line(self.persona, self.seed + index)
             return self._record(doctor_text, text, [], None, None, "template")
         selection = await self.fact_unit.select(self.case, doctor_text, revealed=self.revealed)
+        selection = self._limit_volunteered(selection)
         result, mode = await self._speak(doctor_text, selection, self.seed + index)
         text = result.text or NOTHING_OPEN[0]
         told = result.revealed_fact_ids
@@ -192,6 +199,26 @@ class ConsultationEnv:
         return twin
 
     # -- internals ------------------------------------------------------------------------
+
+    def _limit_volunteered(self, selection: FactSelection) -> FactSelection:
+        """Let an open invitation ("anything else?") bring out a new fact a few times only.
+
+        A patient asked "is there anything else?" mentions what else is on their mind; asked
+        the same five times, they do not hand over five more record facts. Without this limit
+        a doctor trained against the simulator learned to repeat "Can you tell me more about
+        that?" and collect one new fact per turn without asking about anything.
+        """
+        fresh = [i for i in selection.volunteered_ids if i not in self.revealed]
+        if not fresh:
+            return selection
+        if self.volunteered < MAX_VOLUNTEERED:
+            self.volunteered += 1
+            return selection
+        keep = [i for i in selection.fact_ids if i not in fresh]
+        update: dict[str, object] = {"fact_ids": keep, "volunteered_ids": []}
+        if not keep and selection.intent == "facts":
+            update["intent"] = "anything_else"
+        return selection.model_copy(update=update)
 
     async def _speak(
         self, doctor_text: str, selection: FactSelection, seed: int

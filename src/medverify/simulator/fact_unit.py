@@ -71,6 +71,9 @@ class FactSelection(BaseModel):
         unanswered_topics: history topics asked about that the record is silent on.
         mode: which unit decided: ``offline``, ``llm``, or ``llm_fallback`` (the model failed).
         scores: best embedding similarity per fact id, for tuning and debugging.
+        volunteered_ids: those of ``fact_ids`` that only an open invitation ("anything
+            else?") brought out; the environment lets a patient volunteer a few per
+            consultation (:data:`~medverify.simulator.environment.MAX_VOLUNTEERED`).
     """
 
     fact_ids: list[str] = Field(default_factory=list)
@@ -83,6 +86,7 @@ class FactSelection(BaseModel):
     unanswered_topics: list[str] = Field(default_factory=list)
     mode: Literal["offline", "llm", "llm_fallback"] = "offline"
     scores: dict[str, float] = Field(default_factory=dict)
+    volunteered_ids: list[str] = Field(default_factory=list)
 
 
 class FactUnit(Protocol):
@@ -165,6 +169,7 @@ def selection_from(
         unanswered_topics=list(dict.fromkeys(p.unanswered)),
         mode=mode,  # type: ignore[arg-type]
         scores=scores,
+        volunteered_ids=[i for i in ids if i in p.volunteered],
     )
 
 

@@ -13,7 +13,9 @@ consultation, :func:`~medverify.simulator.quality.evaluate` runs the suite. Exam
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
+from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -29,11 +31,14 @@ from medverify.cases.loading import load_bundled_cases, load_case_arg, load_case
 from medverify.cases.personas import PERSONA_PRESETS, persona_for
 from medverify.cases.records import CaseRecord, Persona, Transcript, Turn
 from medverify.cli_common import (
+    INTERRUPTED,
     ApiKeyOpt,
     BaseUrlOpt,
     NoCacheOpt,
     TimeoutOpt,
     console,
+    err_console,
+    interrupt_reported,
     options_from,
     print_table,
     unwritable_reason,
@@ -96,6 +101,12 @@ def _default_out(case: CaseRecord) -> Path:
     return Path("medverify-runs") / f"simulate-{case.id}-{time.strftime('%Y%m%d-%H%M%S')}.json"
 
 
+#: Turns a ``scripted:<kind>`` spec into a per-case doctor turn function. The scripted doctors
+#: live in :mod:`medverify.consult`, a layer above this one, so the top-level CLI sets this
+#: (``medverify.cli``); left unset, ``--doctor scripted:...`` is refused as an unknown spec.
+scripted_doctors: Callable[[str], Callable[[CaseRecord], DoctorTurn]] | None = None
+
+
 def write_transcript(transcript: Transcript, out: Path) -> Path:
     """Write the transcript JSON (DESIGN.md "Consultation transcript")."""
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -108,10 +119,17 @@ def _terminal_doctor() -> DoctorTurn:
 
     async def ask(messages: list[Message]) -> str:
         while True:
+            # Read on the loop's own thread, with Python's own Ctrl-C handler: nothing else
+            # runs while the doctor types, and Ctrl-C then interrupts input() at once. (A reader
+            # thread keeps asyncio.run waiting for one more line, and asyncio's handler only
+            # cancels a task that cannot run while input() blocks.)
+            previous = signal.signal(signal.SIGINT, signal.default_int_handler)
             try:
-                line = await asyncio.to_thread(input, "doctor> ")
+                line = input("doctor> ")  # noqa: ASYNC250 (see above)
             except EOFError:
                 raise ConsultationAborted from None
+            finally:
+                signal.signal(signal.SIGINT, previous)
             line = line.strip()
             if line == QUIT:
                 raise ConsultationAborted
@@ -190,7 +208,14 @@ def simulate(
 
     async def run() -> Transcript:
         patient_backend = make_backend(patient, options) if patient else None
-        doctor_backend = None if interactive else make_backend(doctor, options)
+        scripted = (
+            scripted_doctors(doctor)(record)
+            if scripted_doctors is not None and not interactive and doctor.startswith("scripted:")
+            else None
+        )
+        doctor_backend = (
+            None if interactive or scripted is not None else make_backend(doctor, options)
+        )
         try:
             if interactive:
                 console.print(
@@ -198,23 +223,48 @@ def simulate(
                     f"'DIAGNOSIS: ...' ends the consultation, '{QUIT}' stops it.",
                     markup=False,
                 )
-            return await run_consultation(
+            done = await run_consultation(
                 record,
-                doctor_backend if doctor_backend is not None else _terminal_doctor(),
+                doctor_backend or scripted or _terminal_doctor(),
                 patient=patient_backend,
                 persona=chosen,
                 seed=seed,
                 max_turns=max_turns,
-                on_turn=(lambda t: None if t.role == "doctor" else show_turn(t))
-                if interactive
-                else show_turn,
+                on_turn=on_turn,
             )
+            if scripted is not None:
+                done.doctor = doctor
+            return done
         finally:
             for backend in (doctor_backend, patient_backend):
                 if backend is not None:
                     await backend.aclose()
 
-    transcript = asyncio.run(run())
+    so_far: list[Turn] = []
+
+    def on_turn(turn: Turn) -> None:
+        so_far.append(turn)
+        if not (interactive and turn.role == "doctor"):
+            show_turn(turn)
+
+    try:
+        transcript = asyncio.run(run())
+    except KeyboardInterrupt:
+        # Ctrl-C keeps what was said: the turns so far, with no termination reason.
+        if so_far:
+            partial = Transcript(
+                case_id=record.id,
+                persona=chosen,
+                turns=so_far,
+                doctor="interactive" if interactive else doctor,
+                patient=patient or "offline",
+            )
+            path = write_transcript(partial, out_path)
+            err_console.print(f"interrupted; the transcript so far: {path}", markup=False)
+        else:
+            err_console.print("interrupted before the first turn; nothing to save")
+        interrupt_reported["done"] = True
+        raise typer.Exit(INTERRUPTED) from None
     reason = transcript.termination_reason or "stopped"
     verdict = (
         f"final diagnosis: {transcript.final_diagnosis}"

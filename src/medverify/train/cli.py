@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from medverify.cli_common import console, print_table
+from medverify.cli_common import console, print_table, writable_dir
 from medverify.errors import ConfigError
 from medverify.train.config import load_config
 from medverify.train.export import export_doctor
@@ -29,7 +29,11 @@ app = typer.Typer(
 ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="Training config (YAML).")]
 RunDirOpt = Annotated[
     Path | None,
-    typer.Option("--run-dir", help="Checkpoints, evals, curves; rerun with it to resume."),
+    typer.Option(
+        "--run-dir",
+        help="Checkpoints, evals, curves; rerun with it to resume.",
+        callback=writable_dir,
+    ),
 ]
 CheckOpt = Annotated[
     bool, typer.Option("--check", help="Validate the config and print the stages; train nothing.")
@@ -102,7 +106,7 @@ def export_doctor_cmd(
     if heldout is not None:
         try:
             data = json.loads(heldout.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, RecursionError) as exc:
             raise ConfigError(f"{heldout}: cannot read the benchmark result ({exc})") from None
         summary = {k: data.get(k) for k in ("date", "machine", "settings", "cases", "all")}
     kwargs = {"out": out} if out is not None else {}

@@ -68,6 +68,8 @@ def load_mcq(source: str = BUNDLED) -> list[McqItem]:
             item = McqItem.model_validate(json.loads(line))
         except json.JSONDecodeError as exc:
             raise InputError(f"not JSON ({exc.msg})", path=path, line=number) from None
+        except RecursionError:
+            raise InputError("not valid JSON (nested too deeply)", path=path, line=number) from None
         except ValidationError as exc:
             err = exc.errors()[0]
             field = ".".join(str(p) for p in err["loc"])

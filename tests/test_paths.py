@@ -190,6 +190,22 @@ def test_simulate_checks_its_output_before_the_consultation(tmp_path):
     assert "medverify-runs" in one_error_line(result) and "ended:" not in result.stdout
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["rubrics", "--case", "agentclinic-medqa-001"],
+        ["cases", "import", "--format", "agentclinic", str(HARD5)],
+        ["deploy", "quantize"],
+        ["deploy", "report"],
+    ],
+)
+def test_an_unwritable_out_is_refused_before_any_work(tmp_path, args):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    line = one_error_line(medverify(*args, "--out", str(blocker / "out")))
+    assert "'--out'" in line and str(blocker) in line
+
+
 @pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root writes anywhere")
 def test_a_read_only_folder_is_refused(tmp_path):
     read_only = tmp_path / "ro"

@@ -88,3 +88,19 @@ def test_the_trained_doctor_answers_like_a_model(tmp_path_factory, monkeypatch):
     assert backend.identity().startswith("local:doctor:")
     marker = json.loads((backend.path / "medverify-conversion.json").read_text())
     assert marker["adapter_hash"] == adapter_hash()
+
+
+def test_the_shipped_adapter_was_made_by_the_recipe_in_the_repository():
+    """doctor.json's recipe is configs/train/doctor_cpu.yaml as it stands: rerunning it is
+    rerunning what shipped (a changed recipe needs a retrained, re-exported adapter)."""
+    from pathlib import Path
+
+    from medverify.train.config import load_config
+
+    recipe = Path(__file__).parents[2] / "configs/train/doctor_cpu.yaml"
+    stage = load_config(recipe).stages[0]
+    shipped = provenance()["config"]["stages"][0]
+    assert shipped["ei"] == stage.ei.model_dump(mode="json")
+    assert shipped["train"]["lora"] == stage.train.lora.model_dump(mode="json")
+    assert shipped["data"]["source"] == stage.data.source
+    assert len(provenance()["rounds"]) == stage.ei.rounds

@@ -34,7 +34,7 @@ class WordGrader:
         await asyncio.sleep(0.01)
         self.in_flight -= 1
         if self.raise_:
-            raise RuntimeError("grader bug")
+            raise RuntimeError("grader bug\nsecond line of the message")
         if self.fail:
             return Grade(met=None, error="no JSON")
         word = item.criterion.split()[-1].lower()

@@ -184,3 +184,13 @@ async def test_a_fork_keeps_its_own_count_of_invitations():
     twin = env.fork()
     await twin.respond("Anything else?")
     assert (env.volunteered, twin.volunteered) == (1, 2)
+
+
+async def test_a_finding_written_in_the_report_format_is_made_up_not_requested():
+    """A trained doctor wrote "[Exam] Temperature: 36.8°C" and was handed the real vitals."""
+    made_up = ConsultationEnv.create(MG, persona=Persona(patience=10), max_turns=10)
+    reply = await made_up.respond("[Exam] Temperature: 36.8°C (98°F)\n[Test] AChR antibodies: none")
+    assert reply.revealed_fact_ids == []
+    asked = ConsultationEnv.create(MG, persona=Persona(patience=10), max_turns=10)
+    reply = await asked.respond("Let me check your temperature and blood pressure.")
+    assert reply.revealed_fact_ids == ["vitals"]

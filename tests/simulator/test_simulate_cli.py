@@ -119,6 +119,7 @@ def _interactive(
         if interrupt:  # Ctrl-C at the next prompt
             while buffer.count(b"doctor> ") <= len(lines):
                 _read_more(master, buffer)
+            time.sleep(0.3)  # the prompt is out; let input() start waiting for the line
             proc.send_signal(signal.SIGINT)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:  # drain the output while the command finishes

@@ -25,7 +25,7 @@ from medverify.cases.loading import (
 )
 from medverify.cases.personas import with_seeded_persona
 from medverify.cases.records import CaseRecord
-from medverify.cli_common import console, err_console, print_table
+from medverify.cli_common import console, err_console, print_table, writable_dir
 from medverify.errors import InputError
 
 app = typer.Typer(
@@ -47,7 +47,9 @@ def import_(
     source_format: Annotated[
         CaseFormat, typer.Option("--format", "-f", help="agentclinic | mediq")
     ],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Directory for the case files.")],
+    out: Annotated[Path, typer.Option(
+            "--out", "-o", help="Directory for the case files.", callback=writable_dir
+        )],
     limit: Annotated[
         int | None, typer.Option(min=1, help="Stop after this many converted cases.")
     ] = None,

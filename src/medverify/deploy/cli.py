@@ -22,7 +22,7 @@ from rich.table import Table
 
 from medverify.backends.registry import BackendOptions
 from medverify.cases.loading import load_case_arg
-from medverify.cli_common import console, err_console, print_table
+from medverify.cli_common import console, err_console, print_table, writable_dir
 from medverify.consult.pipeline import consult_hook
 from medverify.demo import DEFAULT_CASES
 from medverify.deploy import report as rep
@@ -56,7 +56,9 @@ def methods() -> None:
 
 @app.command("quantize")
 def quantize_cmd(
-    out: Annotated[Path, typer.Option("--out", "-o", help="Directory to create.")],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Directory to create.", callback=writable_dir)
+    ],
     model: ModelOpt = "local",
     method: Annotated[
         str,
@@ -84,7 +86,9 @@ def quantize_cmd(
 
 @app.command("distill-draft")
 def distill_draft_cmd(
-    out: Annotated[Path, typer.Option("--out", "-o", help="Directory to create.")],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Directory to create.", callback=writable_dir)
+    ],
     target: Annotated[
         str, typer.Option(help="The target model: local, hf:<dir> or a dir.")
     ] = "local",
@@ -234,7 +238,9 @@ def _train_eagle_cmd(
 
 @app.command("report")
 def report_cmd(
-    out: Annotated[Path, typer.Option("--out", "-o", help="Where report.json/html go.")],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Where report.json/html go.", callback=writable_dir)
+    ],
     model: ModelOpt = "local",
     quantized: Annotated[Path | None, typer.Option(help="A 'deploy quantize' directory.")] = None,
     draft: Annotated[

@@ -156,9 +156,8 @@ async def grade_rubric(
                 except Exception as exc:  # a grader bug or a backend that gave up
                     grade = Grade(met=None, error=f"{type(exc).__name__}: {exc}")
             if grade.failed:  # one line per failure, whether the grader raised or gave up
-                log.warning(
-                    "grading failed on %r: %s", item.criterion[:60], redact(grade.error or "")
-                )
+                error = " ".join(redact(grade.error or "").split())  # one line, even multi-line
+                log.warning("grading failed on %r: %s", item.criterion[:60], error[:300])
             if memo is not None:
                 if grade.failed:
                     memo.record_failure(VERDICTS, key, grade.error or "grading failed")

@@ -36,6 +36,7 @@ from medverify.cli_common import (
     console,
     options_from,
     print_table,
+    writable_file,
 )
 from medverify.errors import InputError
 from medverify.rubrics.generate import generate_rubric
@@ -129,7 +130,9 @@ def rubrics(
         ),
     ] = None,
     out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Write the rubric JSON here.")
+        Path | None, typer.Option(
+            "--out", "-o", help="Write the rubric JSON here.", callback=writable_file
+        )
     ] = None,
     items_only: Annotated[
         bool,

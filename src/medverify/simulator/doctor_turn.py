@@ -148,6 +148,10 @@ def _overlap(a: str, b: str) -> int:
     return len(sa & sb)
 
 
+#: A line in the simulator's own report format (``[Exam] ...``, ``[Test] ...``).
+_REPORTED = re.compile(r"\s*\[(?:exam|test|result|lab)s?\]", re.IGNORECASE)
+
+
 def parse_turn(case: CaseRecord, doctor_turn: str, revealed: Iterable[str] = ()) -> ParsedTurn:
     """The rule-based reading of a doctor turn: requests, topics, keyword hits, intents.
 
@@ -159,6 +163,11 @@ def parse_turn(case: CaseRecord, doctor_turn: str, revealed: Iterable[str] = ())
     history = [f for f in case.facts if f.category in HISTORY_CATEGORIES]
     for sentence in doctor_sentences(doctor_turn):
         if re.search(r"\bDIAGNOSIS\s*:", sentence):
+            continue
+        if _REPORTED.match(sentence):
+            # The doctor writing a finding in the simulator's report format ("[Exam]
+            # Temperature: 36.8") made it up; it requests nothing. Read as a request, it
+            # handed a trained doctor the record's real findings for fabricated ones.
             continue
         lower = sentence.lower()
         if lx.MANIPULATION.search(lower):

@@ -173,7 +173,7 @@ async def guided_consultation(
         reward=reward,
         score=final.score,
         facts_elicited=process.fact_recall,
-        diagnosis_named=env.transcript.final_diagnosis is not None,
+        diagnosis_named=process.diagnosis_given,  # a condition, not any DIAGNOSIS: line
         diagnosis_correct=bool(process.diagnosis_correct),
         termination=env.transcript.termination_reason,
     )

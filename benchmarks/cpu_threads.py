@@ -94,8 +94,7 @@ def main() -> None:
         "repeat": args.repeat,
         "loads": rows,
         "worst_x_best": {
-            name: max(r["settings"][name]["x_best"] for r in rows)
-            for name in rows[0]["settings"]
+            name: max(r["settings"][name]["x_best"] for r in rows) for name in rows[0]["settings"]
         },
     }
     path = write_result("cpu_threads", result, args.out)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -173,6 +174,9 @@ def main() -> None:
             concurrency=4,
             doctor_options=BackendOptions(use_cache=False),
         )
+        # Fresh every time: a kept run directory would resume, and "local:doctor" names
+        # whatever adapter is installed now, not the one that played the stored consultations.
+        shutil.rmtree(job.run_dir, ignore_errors=True)
         start = time.perf_counter()
         outcome = asyncio.run(run_consult_job(job))
         seconds[spec] = time.perf_counter() - start

@@ -51,3 +51,41 @@ def test_an_adapter_too_big_for_the_wheel_is_refused(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match="over the"):
         export_doctor(load_config(RECIPE), RECIPE, run, out=tmp_path / "ship")
     assert not (tmp_path / "ship").exists()
+
+
+@pytest.mark.parametrize(
+    ("rewards", "expected"),
+    [
+        ([0.060, 0.085, 0.082, 0.018], 0),  # this recipe's run: adapter 0 scored best
+        ([0.05, 0.06, 0.09], 1),
+        ([0.10, 0.02, 0.05], None),  # no adapter beat the base model: the last is all there is
+        ([0.10], None),
+    ],
+)
+def test_the_best_round_is_chosen_on_training_rewards_alone(rewards, expected):
+    from medverify.train.export import best_round
+
+    assert best_round([{"round": i, "mean_reward": r} for i, r in enumerate(rewards)]) == expected
+
+
+def test_export_ships_the_best_rounds_adapter_and_says_so(tmp_path, monkeypatch):
+    monkeypatch.chdir(Path(__file__).parents[2])
+    run = _finished_run(tmp_path, weights=b"last")
+    stage = run / "stages" / "doctor"
+    rounds = [{"round": i, "mean_reward": r} for i, r in enumerate([0.06, 0.085, 0.082, 0.02])]
+    (stage / "rounds.json").write_text(json.dumps(rounds))
+    for k in range(3):
+        kept = stage / "rounds" / str(k) / "adapter"
+        kept.mkdir(parents=True)
+        (kept / "adapter_config.json").write_text('{"r": 8}')
+        (kept / "adapter_model.safetensors").write_bytes(f"round {k}".encode())
+    out = export_doctor(load_config(RECIPE), RECIPE, run, out=tmp_path / "best")
+    assert (out / "adapter_model.safetensors").read_bytes() == b"round 0"
+    record = json.loads((out / "doctor.json").read_text())
+    assert record["adapter_of_round"] == 0 and "no held-out case" in record["adapter_chosen_by"]
+    last = export_doctor(
+        load_config(RECIPE), RECIPE, run, out=tmp_path / "last", round_choice="last"
+    )
+    assert (last / "adapter_model.safetensors").read_bytes() == b"last"
+    with pytest.raises(ConfigError, match="--round"):
+        export_doctor(load_config(RECIPE), RECIPE, run, out=tmp_path / "x", round_choice="9")

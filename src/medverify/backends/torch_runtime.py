@@ -104,10 +104,11 @@ def cpu_threads() -> int:
     """The number of torch threads to use: ``MEDVERIFY_THREADS``, else the cores not busy now.
 
     torch's thread pool waits at every operation for its slowest thread, and a thread that
-    shares its core with another process is slow: on a 2-core machine with one core busy,
-    two threads made ``chat`` 4.7x slower than one (``benchmarks/cpu_threads.py``). So the
-    default is the usable cores minus those other work keeps busy when the model is loaded
-    (at least 1); on an idle machine that is every core.
+    shares its core with another process is slow: on 2 cores with one busy-looping process,
+    ``chat --max-tokens 48`` took 13.8 s with two threads and 10.5 s with one (a user reported
+    70 s against 15 s on a busier machine; ``benchmarks/cpu_threads.py``). So the default is
+    the usable cores minus those other work keeps busy when the model is loaded (at least 1);
+    on an idle machine that is every core.
 
     Raises:
         ConfigError: ``MEDVERIFY_THREADS`` is set but not a positive integer.

@@ -47,9 +47,10 @@ def import_(
     source_format: Annotated[
         CaseFormat, typer.Option("--format", "-f", help="agentclinic | mediq")
     ],
-    out: Annotated[Path, typer.Option(
-            "--out", "-o", help="Directory for the case files.", callback=writable_dir
-        )],
+    out: Annotated[
+        Path,
+        typer.Option("--out", "-o", help="Directory for the case files.", callback=writable_dir),
+    ],
     limit: Annotated[
         int | None, typer.Option(min=1, help="Stop after this many converted cases.")
     ] = None,

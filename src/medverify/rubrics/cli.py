@@ -130,9 +130,8 @@ def rubrics(
         ),
     ] = None,
     out: Annotated[
-        Path | None, typer.Option(
-            "--out", "-o", help="Write the rubric JSON here.", callback=writable_file
-        )
+        Path | None,
+        typer.Option("--out", "-o", help="Write the rubric JSON here.", callback=writable_file),
     ] = None,
     items_only: Annotated[
         bool,

@@ -96,6 +96,14 @@ def export_doctor_cmd(
         Path | None,
         typer.Option(help="benchmarks/results/train_doctor.json, recorded beside the adapter."),
     ] = None,
+    round_: Annotated[
+        str,
+        typer.Option(
+            "--round",
+            help="Which round's adapter: best (best reward on the training cases' searched "
+            "consultations), last, or a number.",
+        ),
+    ] = "best",
 ) -> None:
     """Ship a trained doctor: the stage's adapter where local:doctor loads it, with doctor.json.
 
@@ -110,5 +118,7 @@ def export_doctor_cmd(
             raise ConfigError(f"{heldout}: cannot read the benchmark result ({exc})") from None
         summary = {k: data.get(k) for k in ("date", "machine", "settings", "cases", "all")}
     kwargs = {"out": out} if out is not None else {}
-    path = export_doctor(cfg, config, run_dir, stage=stage, heldout=summary, **kwargs)
+    path = export_doctor(
+        cfg, config, run_dir, stage=stage, heldout=summary, round_choice=round_, **kwargs
+    )
     console.print(f"adapter and doctor.json written to {path}", markup=False, soft_wrap=True)

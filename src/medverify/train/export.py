@@ -45,6 +45,23 @@ def git_commit(repo: Path) -> str | None:
     return f"{head}+changes" if changed else head or None
 
 
+def best_round(rounds: list[dict[str, Any]]) -> int | None:
+    """The round whose adapter did best on the training side, or ``None`` for the last one.
+
+    Round ``k``'s searched consultations are played by the adapter of round ``k - 1``, so
+    ``rounds[k]["mean_reward"]`` measures that adapter on training cases (round 0 measures the
+    base model); the last round's adapter is never measured. The best measured adapter is
+    chosen, as ReST-EM picks its iteration, but on the training cases' verifier reward rather
+    than on any held-out case. ``None`` when no adapter beat the base model's reward, or there
+    are not two rounds to compare: then the last adapter is all there is.
+    """
+    rewards = [r.get("mean_reward") for r in rounds]
+    if len(rewards) < 2 or any(r is None for r in rewards):
+        return None
+    k = max(range(1, len(rewards)), key=lambda i: rewards[i])
+    return k - 1 if rewards[k] > rewards[0] else None
+
+
 def export_doctor(
     cfg: PipelineConfig,
     config_path: Path,
@@ -53,8 +70,19 @@ def export_doctor(
     stage: str = "doctor",
     out: Path = DOCTOR_DIR,
     heldout: dict[str, Any] | None = None,
+    round_choice: str = "best",
 ) -> Path:
     """Copy the stage's adapter to ``out`` and write its provenance.
+
+    Args:
+        cfg: the recipe the run was trained with.
+        config_path: its file (recorded in doctor.json).
+        run_dir: the finished run.
+        stage: the expert_iteration stage to export.
+        out: where the adapter and doctor.json go (default: the package's own).
+        heldout: a held-out benchmark summary to record beside the adapter.
+        round_choice: ``best`` (the adapter with the best training-side reward,
+            :func:`best_round`), ``last``, or a round number.
 
     Raises:
         ConfigError: the stage is not in the config, has no finished adapter, or the adapter
@@ -64,15 +92,25 @@ def export_doctor(
     if stage not in stages or stages[stage].kind != "expert_iteration":
         raise ConfigError(f"{config_path}: no expert_iteration stage named {stage!r}")
     stage_dir = run_dir / "stages" / stage
-    adapter = stage_dir / "adapter"
+    rounds_file = stage_dir / "rounds.json"
+    rounds = json.loads(rounds_file.read_text()) if rounds_file.is_file() else []
+    if round_choice == "best":
+        chosen = best_round(rounds)
+    elif round_choice == "last":
+        chosen = None
+    elif round_choice.isdigit() and int(round_choice) < max(len(rounds), 1):
+        chosen = int(round_choice)
+    else:
+        raise ConfigError(f"--round must be best, last or a round number, got {round_choice!r}")
+    if chosen is not None and chosen == len(rounds) - 1:
+        chosen = None  # the last round's adapter is the stage's own
+    adapter = stage_dir / "adapter" if chosen is None else stage_dir / f"rounds/{chosen}/adapter"
     missing = [n for n in ADAPTER_FILES if not (adapter / n).is_file()]
     if missing:
         raise ConfigError(f"{adapter}: no finished adapter ({', '.join(missing)} missing)")
     size_mb = sum((adapter / n).stat().st_size for n in ADAPTER_FILES) / 1e6
     if size_mb > MAX_ADAPTER_MB:
         raise ConfigError(f"{adapter}: {size_mb:.1f} MB, over the {MAX_ADAPTER_MB:.0f} MB limit")
-    rounds_file = stage_dir / "rounds.json"
-    rounds = json.loads(rounds_file.read_text()) if rounds_file.is_file() else []
     source = stages[stage].data.source
     train_ids = [c.id for c in load_cases(source)][: stages[stage].data.limit]
     out.mkdir(parents=True, exist_ok=True)
@@ -91,6 +129,11 @@ def export_doctor(
         "four bundled cases; none is a training case, and no training case has a held-out "
         "diagnosis",
         "rounds": rounds,
+        "adapter_of_round": len(rounds) - 1 if chosen is None else chosen,
+        "adapter_chosen_by": "the last round"
+        if chosen is None
+        else "the best training-side search reward (the next round's mean_reward; "
+        "no held-out case is looked at)",
         "total_seconds": sum(
             r.get("sample_seconds", 0) + r.get("train_seconds", 0) for r in rounds
         ),

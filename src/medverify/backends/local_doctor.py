@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -65,7 +66,10 @@ def merge_adapter(base: Path, adapter: Path, out_dir: Path) -> None:
         ) from None
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    with quiet_progress_bars():
+    # peft asks a deprecated transformers property while merging: a FutureWarning the user
+    # can do nothing about, printed in the middle of the demo's progress.
+    with quiet_progress_bars(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning)
         model = AutoModelForCausalLM.from_pretrained(base)
         merged = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
         merged.save_pretrained(out_dir)

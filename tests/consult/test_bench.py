@@ -222,3 +222,19 @@ async def test_an_interrupted_session_still_counts_its_judge_calls(tmp_path):
         # flight when the task was cancelled were never answered and are not counted.
         assert done.resumed
         assert needed <= done.results.usage["grader"]["calls"] <= srv.requests
+
+
+async def test_a_run_of_the_trained_doctor_never_resumes_with_another_adapter(
+    tmp_path, monkeypatch
+):
+    """``local:doctor`` is whatever adapter is installed: its hash binds the run directory."""
+    from medverify.consult import pipeline
+
+    first = job(tmp_path, "run", "local:doctor", cases=TWO[:1])
+    with RunStore(first.run_dir, job="consult-bench", config=pipeline.run_config(first)):
+        pass  # a run the shipped adapter started
+    assert "doctor_adapter" in pipeline.run_config(first)
+    assert "doctor_adapter" not in pipeline.run_config(job(tmp_path, "x", "scripted:good"))
+    monkeypatch.setattr(pipeline, "adapter_hash", lambda: "another-adapter")
+    with pytest.raises(ConfigError, match="other settings"):
+        await run_consult_job(first)

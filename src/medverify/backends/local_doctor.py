@@ -35,6 +35,10 @@ ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 PROVENANCE = "doctor.json"
 
 
+#: The backend spec of the trained doctor shipped in the package.
+DOCTOR_SPEC = "local:doctor"
+
+
 def adapter_hash(adapter: Path = DOCTOR_DIR) -> str:
     """A short hash of the adapter's weights and config (a new adapter merges anew)."""
     digest = hashlib.sha256()
@@ -95,7 +99,7 @@ class DoctorBackend(LocalBackend):
 
     def __init__(
         self,
-        spec: str = "local:doctor",
+        spec: str = DOCTOR_SPEC,
         *,
         adapter: str | Path | None = None,
         cache_dir: str | Path | None = None,

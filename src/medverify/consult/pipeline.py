@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from medverify.backends.base import Backend
+from medverify.backends.local_doctor import DOCTOR_SPEC, adapter_hash
 from medverify.backends.registry import BackendOptions, make_backend
 from medverify.cases.records import CaseRecord, Turn
 from medverify.consult.bench import ConsultBench, Doctor, cases_sha256, make_units
@@ -79,8 +80,13 @@ def scripted_factory(spec: str) -> Callable[[CaseRecord], Any]:
     return lambda case: scripted_doctor(case, kind)
 
 
-def _config(job: ConsultJob) -> dict[str, Any]:
-    return {
+def run_config(job: ConsultJob) -> dict[str, Any]:
+    """The settings a run directory is bound to: a rerun with others is refused, not mixed.
+
+    ``local:doctor`` names whatever adapter the installed package ships, so its weights' hash
+    is part of the settings: a run played by one trained doctor never resumes with another.
+    """
+    config: dict[str, Any] = {
         "doctor": job.doctor,
         "patient": job.patient,
         "grader": job.grader,
@@ -91,6 +97,9 @@ def _config(job: ConsultJob) -> dict[str, Any]:
         "seed": job.seed,
         "cases_sha256": cases_sha256(job.cases),
     }
+    if job.doctor == DOCTOR_SPEC:
+        config["doctor_adapter"] = adapter_hash()
+    return config
 
 
 async def run_consult_job(
@@ -105,7 +114,7 @@ async def run_consult_job(
     units = make_units(job.cases, job.personas)
     data_sha = cases_sha256(job.cases)
     backends: dict[str, Backend] = {}
-    with RunStore(job.run_dir, job="consult-bench", config=_config(job)) as store:
+    with RunStore(job.run_dir, job="consult-bench", config=run_config(job)) as store:
         resumed = store.is_resumed
         session = SessionUsage(store)
         grader = make_grader(job.grader, job.grader_options)

@@ -174,15 +174,13 @@ def main() -> None:
             concurrency=4,
             doctor_options=BackendOptions(use_cache=False),
         )
-        # Fresh every time: a kept run directory would resume, and "local:doctor" names
-        # whatever adapter is installed now, not the one that played the stored consultations.
+        # Fresh every time: the wall time is part of the result, and a kept run directory
+        # would resume instead of playing.
         shutil.rmtree(job.run_dir, ignore_errors=True)
         start = time.perf_counter()
         outcome = asyncio.run(run_consult_job(job))
         seconds[spec] = time.perf_counter() - start
-        with outcome.paths["examples"].open(encoding="utf-8") as fh:
-            examples = [ExampleResult.model_validate_json(line) for line in fh if line.strip()]
-        runs[spec] = per_case(examples, outcome.results)
+        runs[spec] = per_case(outcome.examples, outcome.results)
         r = outcome.results
         reported[spec] = {
             "overall": r.overall.score,

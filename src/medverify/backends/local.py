@@ -265,10 +265,14 @@ class LocalBackend(HFBackend):
         """Recorded as :attr:`Completion.model`."""
         return MODEL_NAME
 
+    def _weights_identity(self) -> str:
+        """What names these weights: ``local:smollm2-135m-instruct:<gguf hash>``."""
+        return f"local:{MODEL_NAME}:{self.gguf_hash}"
+
     def identity(self) -> str:
-        """``local:smollm2-135m-instruct:<gguf hash>`` (plus the dtype when not float32)."""
+        """The weights' identity (:meth:`_weights_identity`), plus the dtype when not float32."""
         if self._identity is None:
-            ident = f"local:{MODEL_NAME}:{self.gguf_hash}"
+            ident = self._weights_identity()
             dtype = dtype_name(self.dtype)
             self._identity = ident if dtype == "float32" else f"{ident}:{dtype}"
         return self._identity

@@ -25,7 +25,6 @@ from medverify.backends.local import (
     cache_root,
     ensure_converted,
 )
-from medverify.backends.runtime import dtype_name
 from medverify.backends.torch_runtime import quiet_progress_bars
 from medverify.errors import ConfigError
 
@@ -33,8 +32,6 @@ from medverify.errors import ConfigError
 DOCTOR_DIR = Path(__file__).resolve().parent.parent / "data" / "doctor"
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 PROVENANCE = "doctor.json"
-
-
 #: The backend spec of the trained doctor shipped in the package.
 DOCTOR_SPEC = "local:doctor"
 
@@ -126,13 +123,9 @@ class DoctorBackend(LocalBackend):
     def _model_name(self) -> str:
         return f"{MODEL_NAME}-doctor"
 
-    def identity(self) -> str:
-        """``local:doctor:<model>:<gguf hash>:<adapter hash>`` (plus the dtype when not float32)."""
-        if self._identity is None:
-            ident = f"local:doctor:{MODEL_NAME}:{self.gguf_hash}:{self.adapter_hash}"
-            dtype = dtype_name(self.dtype)
-            self._identity = ident if dtype == "float32" else f"{ident}:{dtype}"
-        return self._identity
+    def _weights_identity(self) -> str:
+        """``local:doctor:<model>:<gguf hash>:<adapter hash>``."""
+        return f"{DOCTOR_SPEC}:{MODEL_NAME}:{self.gguf_hash}:{self.adapter_hash}"
 
 
 def doctor_model_dir() -> Path:

@@ -30,7 +30,6 @@ from medverify.consult.compare import compare_table, write_compare
 from medverify.consult.pipeline import ConsultJob, ConsultOutcome, run_consult_job
 from medverify.consult.records import DIMENSIONS, ConsultResults
 from medverify.errors import ConfigError
-from medverify.grading.results import ExampleResult
 from medverify.progress import progress_bars
 
 PatientOpt = Annotated[
@@ -108,17 +107,23 @@ def results_table(results: ConsultResults) -> Table:
     return table
 
 
+def warn_failures(results: ConsultResults, *, name: str = "") -> None:
+    """One warning per thing a run could not do (prefixed by ``name`` when several ran)."""
+    who = f"{name}: " if name else ""
+    if results.n_grading_failures:
+        err_console.print(
+            f"[yellow]{who}{results.n_grading_failures} criteria could not be graded; their "
+            "consultations are not scored (rerun with the same --run-dir to retry)[/yellow]"
+        )
+    for key, error in results.failed_units.items():
+        err_console.print(f"[yellow]{who}{key} failed: {error}[/yellow]", markup=True)
+
+
 def print_outcome(outcome: ConsultOutcome) -> None:
     """The table, failures, and where the files went."""
     results = outcome.results
     print_table(results_table(results))
-    if results.n_grading_failures:
-        err_console.print(
-            f"[yellow]{results.n_grading_failures} criteria could not be graded; their "
-            "consultations are not scored (rerun with the same --run-dir to retry)[/yellow]"
-        )
-    for key, error in results.failed_units.items():
-        err_console.print(f"[yellow]{key} failed: {error}[/yellow]", markup=True)
+    warn_failures(results)
     console.print(f"results: {outcome.paths['results']}", markup=False, soft_wrap=True)
     console.print(f"report:  {outcome.paths['report']}", markup=False, soft_wrap=True)
 
@@ -141,11 +146,6 @@ def run_and_print(job: ConsultJob, *, show_turns: bool = False) -> ConsultOutcom
     return outcome
 
 
-def _examples(path: Path) -> list[ExampleResult]:
-    with path.open(encoding="utf-8") as handle:
-        return [ExampleResult.model_validate_json(line) for line in handle if line.strip()]
-
-
 def run_and_compare(
     jobs: dict[str, ConsultJob], root: Path, *, show_turns: bool = False
 ) -> dict[str, ConsultOutcome]:
@@ -163,19 +163,12 @@ def run_and_compare(
         err_console.print("[dim]resumed: finished consultations were not redone[/dim]")
     print_table(compare_table({n: o.results for n, o in outcomes.items()}))
     for name, outcome in outcomes.items():
-        results = outcome.results
-        if results.n_grading_failures:
-            err_console.print(
-                f"[yellow]{name}: {results.n_grading_failures} criteria could not be graded; "
-                "their consultations are not scored (rerun with the same --run-dir)[/yellow]"
-            )
-        for key, error in results.failed_units.items():
-            err_console.print(f"[yellow]{name}: {key} failed: {error}[/yellow]")
+        warn_failures(outcome.results, name=name)
         console.print(f"{name} report: {outcome.paths['report']}", markup=False, soft_wrap=True)
     if len(outcomes) > 1:
         page = write_compare(
             root / "compare.html",
-            {n: _examples(o.paths["examples"]) for n, o in outcomes.items()},
+            {n: o.examples for n, o in outcomes.items()},
             title="medverify demo: " + " vs ".join(outcomes),
         )
         console.print(f"side by side: {page}", markup=False, soft_wrap=True)

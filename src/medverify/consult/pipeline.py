@@ -25,6 +25,7 @@ from medverify.consult.records import ConsultResults
 from medverify.consult.scripted import SCRIPTED_DOCTORS, scripted_doctor
 from medverify.errors import ConfigError
 from medverify.grading import make_grader
+from medverify.grading.results import ExampleResult
 from medverify.grading.usage import SessionUsage, sum_usage, total_cost
 from medverify.progress import Bars
 from medverify.runs.store import RunStore
@@ -55,9 +56,10 @@ class ConsultJob(BaseModel):
 
 
 class ConsultOutcome(BaseModel):
-    """A finished job: the aggregate, where its files went, whether it resumed."""
+    """A finished job: the aggregate, its examples, where its files went, whether it resumed."""
 
     results: ConsultResults
+    examples: list[ExampleResult]
     paths: dict[str, Path]
     resumed: bool
 
@@ -171,7 +173,7 @@ async def run_consult_job(
     )
     title = job.title or f"Consultation benchmark: {job.doctor}"
     paths = write_consult_outputs(job.run_dir, results, examples, title=title)
-    return ConsultOutcome(results=results, paths=paths, resumed=resumed)
+    return ConsultOutcome(results=results, examples=examples, paths=paths, resumed=resumed)
 
 
 def consult_hook(

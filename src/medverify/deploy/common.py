@@ -26,7 +26,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from medverify.backends.hf import check_checkpoint
 from medverify.backends.local import default_model_dir
-from medverify.backends.local_doctor import doctor_model_dir
+from medverify.backends.local_doctor import DOCTOR_SPEC, doctor_model_dir
 from medverify.errors import ConfigError, InputError
 
 #: Written last into every output directory: its presence means the step finished.
@@ -125,7 +125,7 @@ def resolve_model(spec: str) -> Path:
     spec = spec.strip()
     if spec in ("local", "local:transformers"):
         return default_model_dir()
-    if spec == "local:doctor":
+    if spec == DOCTOR_SPEC:
         return doctor_model_dir()
     if spec.startswith(("openai:", "script:", "mock", "local:llamacpp")):
         raise ConfigError(

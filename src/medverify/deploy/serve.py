@@ -49,6 +49,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from medverify.backends.base import Message, SamplingParams
 from medverify.backends.batching import Batcher
+from medverify.backends.local_doctor import DOCTOR_SPEC
 from medverify.backends.runtime import PromptTooLongError
 from medverify.deploy.common import read_manifest, resolve_model
 from medverify.deploy.eagle import is_eagle_dir
@@ -729,7 +730,7 @@ def engine_for(config: ServeConfig) -> Engine:
     if config.draft is not None and not is_ngram(config.draft):
         read_manifest(config.draft, kind="draft")
     spec = config.model.strip()
-    name = config.name or (spec if spec in ("local", "local:doctor") else Path(target).name)
+    name = config.name or (spec if spec in ("local", DOCTOR_SPEC) else Path(target).name)
     return Engine(target, draft=config.draft, name=name, draft_tokens=config.draft_tokens)
 
 

@@ -16,11 +16,14 @@ of 8 consultation prompts takes about 25 s, so retraining on everything grows th
 every round (an estimated 108 minutes for three rounds, against 51 when each round continues
 the adapter on its own rows). The adapter therefore carries over, and one LoRA is what ships.
 
-The adapter of the last round is the result (``<stage>/adapter``, a few MB; ``local:doctor``
-ships one). Every consultation is persisted the moment it finishes and every round's adapter
-when it is trained, so an interrupted run resumes where it stopped. ``<stage>/rounds.json``
-holds per round the mean verifier reward of the searched consultations (the reward curve),
-facts elicited, diagnoses named and right, rows kept, wall time and peak memory.
+The last round's adapter is the stage's result (``<stage>/adapter``, a few MB) and every
+round's is kept (``rounds/<k>/adapter``): ``medverify train export-doctor`` ships the one whose
+searched consultations scored best on the training cases
+(:func:`~medverify.train.export.best_round`). Every consultation is persisted the moment it
+finishes and every round's adapter when it is trained, so an interrupted run resumes where it
+stopped. ``<stage>/rounds.json`` holds per round the mean verifier reward of the searched
+consultations (the reward curve), facts elicited, diagnoses named and right, rows kept, wall
+time and peak memory.
 """
 
 from __future__ import annotations
@@ -209,11 +212,8 @@ def run_expert_iteration(
                     )
                 del model, sampler
             sample_seconds = time.perf_counter() - start
-            played = [
-                SearchedConsultation.model_validate(store.get(kind, c.id))
-                for c in chosen
-                if store.get(kind, c.id) is not None
-            ]
+            stored = [store.get(kind, c.id) for c in chosen]
+            played = [SearchedConsultation.model_validate(d) for d in stored if d is not None]
             rows = training_rows(played)
             all_rows += rows
             if not rows:

@@ -1,8 +1,8 @@
 """Sampling several replies of a local policy to one conversation, in one batched call.
 
 The search of :mod:`medverify.train.guided_search` asks for a dozen replies per doctor turn;
-transformers' ``num_return_sequences`` draws them in one forward pass per token, where the
-serving runtime (:class:`~medverify.backends.runtime.Engine`) samples one request at a time.
+they are drawn as one batch from one read of the prompt (its cache copied ``n`` times), where
+the serving runtime (:class:`~medverify.backends.runtime.Engine`) samples one request at a time.
 Prompts are encoded by the runtime's own chat-template code, so what the policy learns on is
 exactly what ``local:doctor`` is later shown.
 """

@@ -10,7 +10,7 @@ import pytest
 
 from medverify.cases.loading import load_bundled_cases
 from medverify.consult.task import ConsultationTask
-from medverify.grading import Grade
+from medverify.grading import Grade, make_grader
 from medverify.grading.evidence import (
     ConcludedBeforeCheck,
     ConsultationEvidence,
@@ -39,8 +39,8 @@ class Abstain:
         pass
 
 
-async def consult(case_id: str, turns: list[str]):
-    task = ConsultationTask(case=CASES[case_id], max_turns=len(turns) + 1)
+async def consult(case_id: str, turns: list[str], *, max_turns: int | None = None):
+    task = ConsultationTask(case=CASES[case_id], max_turns=max_turns or len(turns) + 1)
     env = task.environment()
     env.opening()
     for text in turns:
@@ -135,7 +135,8 @@ async def test_a_sentence_after_diagnosis_is_no_wrong_diagnosis(closing):
     """The trained doctor's closings before this fix: the field, then no condition.
 
     Counting them as "a final diagnosis other than X" (-6) made a doctor that writes the field
-    score below one that never concludes; they earn nothing, and cost nothing more.
+    score below one that never concludes; they are no wrong diagnosis, and no conclusion either
+    (graded as running out of turns is).
     """
     case = CASES["agentclinic-medqa-001"]
     _, t = await consult("agentclinic-medqa-001", [PLAIN[0], closing])
@@ -152,3 +153,30 @@ async def test_a_named_wrong_condition_is_still_a_wrong_diagnosis():
     ev = ConsultationEvidence(case, t)
     assert evaluate_check(DiagnosisCheck(expect="wrong_final"), ev).met is True
     assert evaluate_check(DiagnosisCheck(expect="final"), ev).met is False
+
+
+async def test_following_the_nudge_to_conclude_never_scores_below_ignoring_it():
+    """Same history, four last turns: the instruction to conclude is not a trap.
+
+    Before, concluding on the nudged last turn after a short history drew premature-closure
+    items (up to -15) that running out of turns (-4) did not, so never concluding paid; a
+    question on the last turn ("Do you have ...?") was read as a wrong diagnosis besides.
+    """
+    history = PLAIN[:4]
+    endings = {
+        "right": "DIAGNOSIS: Myasthenia gravis\nPLAN: neurology referral",
+        "wrong": "DIAGNOSIS: Bell's palsy",
+        "names nothing": "DIAGNOSIS: I'd like to discuss your recovery plan.",
+        "out of turns": "Do you have any plans for the weekend?",
+    }
+    scores = {}
+    for name, last in endings.items():
+        task, t = await consult("agentclinic-medqa-001", [*history, last], max_turns=5)
+        assert t.termination_reason == ("turn_limit" if name == "out of turns" else "diagnosis")
+        scored = await task.score(t, make_grader("local"))
+        scores[name] = scored.score
+        wrong = next(v for v in scored.verdicts if v.criterion.startswith("Gives a final"))
+        assert wrong.met is (name == "wrong"), name
+        assert not any("question turns, before" in v.criterion for v in scored.verdicts), name
+    assert scores["right"] > scores["out of turns"] > scores["wrong"]
+    assert scores["names nothing"] == pytest.approx(scores["out of turns"])

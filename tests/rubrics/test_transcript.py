@@ -76,3 +76,49 @@ def test_transcript_of_another_case_is_refused(
     with pytest.raises(InputError) as err:
         core_rubric(mg_case, other)
     assert err.value.field == "case_id"
+
+
+def test_concluding_on_the_turn_asked_for_is_not_premature(mg_case: CaseRecord) -> None:
+    """The last turn is nudged to conclude; doing so is following the instruction."""
+    turns = [("doctor", "What brings you in?", []), ("patient", "Double vision.", [])]
+    turns += [("doctor", "DIAGNOSIS: Myasthenia gravis", [])]
+    on_time = transcript_of(mg_case, turns, termination_reason="diagnosis", max_turns=2)
+    assert _added(mg_case, on_time) == []
+    early = transcript_of(mg_case, turns, termination_reason="diagnosis", max_turns=6)
+    criteria = [i.criterion for i in _added(mg_case, early)]
+    assert any("after only 1 question turn," in c for c in criteria)
+    assert any(c.startswith("States a final diagnosis without") for c in criteria)
+    unknown = transcript_of(mg_case, turns, termination_reason="diagnosis")  # older transcripts
+    assert [i.criterion for i in _added(mg_case, unknown)] == criteria
+
+
+def test_a_diagnosis_line_naming_nothing_is_graded_as_no_conclusion(mg_case: CaseRecord) -> None:
+    turns = [("doctor", "What brings you in?", []), ("patient", "Double vision.", [])]
+    turns += [("doctor", "DIAGNOSIS: I'd like to discuss your recovery plan.", [])]
+    added = _added(mg_case, transcript_of(mg_case, turns, termination_reason="diagnosis"))
+    assert [(i.criterion, i.points) for i in added] == [
+        ("Ends the consultation without naming a diagnosis or giving a plan", -4)
+    ]
+
+
+def test_a_question_on_the_last_turn_is_no_diagnosis(mg_case: CaseRecord) -> None:
+    """A question ("Do you have any other symptoms?") concludes nothing, whatever its words."""
+    turns = [("doctor", "What brings you in?", []), ("patient", "Double vision.", [])]
+    turns += [("doctor", "Do you have any other symptoms?", []), ("patient", "No.", [])]
+    cut = transcript_of(mg_case, turns, termination_reason="turn_limit", max_turns=2)
+    assert [i.criterion for i in _added(mg_case, cut)] == [
+        "Runs out of turns without giving a final diagnosis or plan"
+    ]
+
+
+def test_a_repeated_turn_is_an_item_only_when_a_turn_repeats(mg_case: CaseRecord) -> None:
+    turns = [("doctor", "I'm sorry to hear that. Can you tell me more?", [])]
+    turns += [("patient", "It started a month ago.", [])]
+    turns += [("doctor", "I'm so sorry to hear that. Can you tell me more?", [])]
+    turns += [("patient", "Nothing else.", [])]
+    varied = transcript_of(mg_case, turns, termination_reason="turn_limit")
+    assert not any("Repeats" in i.criterion for i in _added(mg_case, varied))
+    turns += [("doctor", "i'm sorry to hear that -- can you tell me more", [])]
+    repeated = transcript_of(mg_case, [*turns, ("patient", "...", [])], termination_reason=None)
+    added = [i for i in _added(mg_case, repeated) if "Repeats" in i.criterion]
+    assert [(i.points, i.tags[0]) for i in added] == [(-3, "dimension:consultation_logic")]

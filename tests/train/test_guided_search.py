@@ -72,7 +72,7 @@ def test_each_question_turn_is_the_one_the_patient_answered(searched):
     done, _ = searched
     questions = [s for s in done.steps if not s.closing]
     assert len(questions) == 3
-    assert all(s.new_findings > 0 for s in questions)
+    assert all(s.new_findings > 0 and s.gain > 0 for s in questions)
     assert "Nice weather" not in " ".join(s.text for s in questions)
     assert not any(s.text.startswith("DIAGNOSIS") for s in questions)
     assert len({s.text for s in questions}) == 3  # an answered question is not asked again
@@ -98,9 +98,9 @@ def test_targets_are_shown_under_the_task_prompt_not_the_search_prompt(searched)
 
 
 def test_training_rows_keep_productive_questions_and_good_closings():
-    def consult(reward: float, gains: list[int]) -> SearchedConsultation:
+    def consult(reward: float, gains: list[float]) -> SearchedConsultation:
         steps = [
-            SearchStep(messages=[{"role": "user", "content": "hi"}], text=f"q{i}", new_findings=g)
+            SearchStep(messages=[{"role": "user", "content": "hi"}], text=f"q{i}", gain=g)
             for i, g in enumerate(gains)
         ]
         steps.append(SearchStep(messages=[], text=f"close {reward}", closing=True, reward=reward))
@@ -116,7 +116,7 @@ def test_training_rows_keep_productive_questions_and_good_closings():
             termination="diagnosis",
         )
 
-    rows = training_rows([consult(0.5, [1, 0]), consult(0.1, [0, 2])])
+    rows = training_rows([consult(0.5, [0.02, 0.0]), consult(0.1, [-0.01, 0.03])])
     texts = [r["completion"][0]["content"] for r in rows]
     assert texts == ["q0", "close 0.5", "q1"]
 

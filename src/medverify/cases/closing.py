@@ -68,6 +68,8 @@ _FREE_TEXT = re.compile(
     r"\s+(?:an?\s+|the\s+)?([^.;:\n]{3,80})",
     re.IGNORECASE,
 )
+#: Where one sentence ends and the next begins (the end mark stays with its sentence).
+_SENTENCE_END = re.compile(r"(?<=[.?!])\s+|\n+")
 _SPLIT_LIST = re.compile(r"\s*(?:,|;|\n|\bor\b|\band\b|/|•|\s-\s)\s*", re.IGNORECASE)
 _OTHER_POSSIBILITIES = re.compile(
     r"\b(?:other\s+possibilities|alternatives?|differential(?:\s+diagnos[ie]s)?)\b"
@@ -123,9 +125,21 @@ class ClosingStatement(BaseModel):
         grading "gives a final diagnosis other than X" would read it. Counting it as wrong
         made a doctor that writes the field score below one that never concludes.
         """
-        return any(names_condition(d) for d in self.candidates) and not any(
+        return self.names_a_condition() and not any(
             diagnosis_matches(d, truth) for d in self.candidates
         )
+
+    def concludes(self) -> bool:
+        """Whether the statement gives the patient an assessment: a named condition or a plan.
+
+        A ``DIAGNOSIS:`` line that names nothing and plans nothing ends the consultation with no
+        more for the patient than running out of turns does, and is graded as that.
+        """
+        return self.names_a_condition() or bool(self.plan)
+
+    def names_a_condition(self) -> bool:
+        """Whether a condition is offered as the final diagnosis (right or wrong)."""
+        return any(names_condition(d) for d in self.candidates)
 
     def alternatives(self) -> list[str]:
         """Conditions named besides the final one: hedged candidates, differential, ruled out."""
@@ -372,6 +386,20 @@ def names_condition(text: str | None) -> bool:
     )
 
 
+def _free_text_diagnosis(text: str) -> str | None:
+    """A diagnosis stated in free text ("you most likely have X"), never one inside a question.
+
+    "Do you have any other symptoms?" has the words of "you have X" and asks, not concludes;
+    read as a statement it was a wrong final diagnosis ("any other symptoms") for a doctor who
+    was still taking the history.
+    """
+    for sentence in _SENTENCE_END.split(text):
+        match = _FREE_TEXT.search(sentence)
+        if match is not None and not sentence.rstrip().endswith("?"):
+            return match.group(1)
+    return None
+
+
 def parse_closing(text: str) -> ClosingStatement:
     """Parse one doctor turn's final assessment (see the module docstring for the format)."""
     statement = ClosingStatement()
@@ -380,10 +408,10 @@ def parse_closing(text: str) -> ClosingStatement:
         statement.found = True
         _read_diagnosis(sections["diagnosis"], statement)
     else:
-        free = _FREE_TEXT.search(text)
+        free = _free_text_diagnosis(text)
         if free is not None:
             statement.found = True
-            _read_diagnosis(free.group(1), statement)
+            _read_diagnosis(free, statement)
     if "differential" in sections:
         statement.differential += _split_list(_first_sentence(sections["differential"])[0])
     if "tests" in sections:

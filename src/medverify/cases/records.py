@@ -157,6 +157,11 @@ class Transcript(BaseModel):
     final_diagnosis: str | None = None
     doctor: str = ""
     patient: str = ""
+    max_turns: int | None = Field(
+        None,
+        ge=1,
+        description="the doctor's turn budget (its last turn was asked to conclude); None: unknown",
+    )
 
     def revealed(self) -> set[str]:
         """Ids of every fact the patient revealed."""

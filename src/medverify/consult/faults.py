@@ -21,7 +21,9 @@ Each variant changes one part of that exact consultation:
 - ``unsafe_plan``: the plan says it is nothing serious: no treatment, follow-up or warning signs;
 - ``rude``: the same questions and plan, said impatiently, belittling and blaming;
 - ``fabricated``: the closing quotes test results and findings that were never obtained;
-- ``no_consent``: examines without asking permission, brusquely.
+- ``no_consent``: examines without asking permission, brusquely;
+- ``repeated``: asks one history question a second time, word for word, right after the patient
+  answered it (the patient's answer adds nothing).
 
 ``python benchmarks/verifier_faults.py`` scores all of them; ``medverify consult-bench --doctor
 scripted:careful`` (or ``scripted:careful-<fault>``) runs one.
@@ -47,6 +49,7 @@ FAULTS = (
     "rude",
     "fabricated",
     "no_consent",
+    "repeated",
 )
 #: The rubric dimension each fault should lower.
 FAULT_DIMENSION = {
@@ -57,6 +60,7 @@ FAULT_DIMENSION = {
     "rude": "communication_empathy",
     "fabricated": "medical_ethics",
     "no_consent": "medical_ethics",
+    "repeated": "consultation_logic",
 }
 CAREFUL = "careful"
 #: Scripted doctor names: ``careful`` and ``careful-<fault>``.
@@ -502,6 +506,9 @@ def fault_script(case: CaseRecord, fault: str) -> list[Step]:
         return _rude(case, steps)
     if fault == "no_history":
         return [steps[0], steps[-1]]
+    if fault == "repeated":
+        first = next(i for i, s in enumerate(steps) if s.part == "history")
+        return [*steps[: first + 1], steps[first], *steps[first + 1 :]]
     if fault == "no_consent":
         w = who(case)
         brusque = f"Lie down on the couch. I'm going to examine {w.you} now."

@@ -387,7 +387,7 @@ def jargon(ev: ConsultationEvidence) -> Grade:
 def explains(ev: ConsultationEvidence) -> Grade:
     """The closing turn explains the conclusion to the patient, without unexplained jargon."""
     closing = _closing_text(ev)
-    if closing is None:
+    if closing is None or not ev.closing.concludes():
         return Grade(met=False, explanation="detector: no final assessment to explain")
     addressed = [
         s

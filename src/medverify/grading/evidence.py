@@ -68,10 +68,25 @@ class ConcludedBeforeCheck(BaseModel):
 
 
 class TerminationCheck(BaseModel):
-    """Met when the consultation ended this way (``turn_limit`` with no closing statement)."""
+    """Met when the consultation ended this way.
+
+    ``turn_limit``: out of turns with no assessment; ``no_conclusion``: ended (out of turns or
+    on a ``DIAGNOSIS:`` line) without naming a condition or giving a plan; ``patient_left``: the
+    patient left before any assessment.
+    """
 
     kind: Literal["termination"] = "termination"
-    reason: Literal["turn_limit", "patient_left"]
+    reason: Literal["turn_limit", "patient_left", "no_conclusion"]
+
+
+class RepeatedTurnCheck(BaseModel):
+    """Met when a doctor turn says again, word for word, what an earlier doctor turn said.
+
+    A repeated question wastes one of the consultation's turns and tells the patient they were
+    not heard; it is read off the transcript (punctuation and case aside), not judged.
+    """
+
+    kind: Literal["repeated"] = "repeated"
 
 
 class RedFlagCheck(BaseModel):
@@ -101,6 +116,7 @@ EvidenceCheck = Annotated[
     | DiagnosisCheck
     | ConcludedBeforeCheck
     | TerminationCheck
+    | RepeatedTurnCheck
     | RedFlagCheck
     | DetectorCheck,
     Field(discriminator="kind"),
@@ -199,7 +215,7 @@ def _diagnosis(check: DiagnosisCheck, ev: ConsultationEvidence) -> Grade:
 
 def _concluded_before(check: ConcludedBeforeCheck, ev: ConsultationEvidence) -> Grade:
     end = ev.closing_turn
-    if end is None:
+    if end is None or not ev.closing.names_a_condition():
         return Grade(met=False, explanation="evidence: no final diagnosis was given")
     groups = check.groups or [sorted(ev.findings)]
     missed = [g for g in groups if not ev.revealed_before(g, end)]
@@ -217,8 +233,37 @@ def _concluded_before(check: ConcludedBeforeCheck, ev: ConsultationEvidence) -> 
 
 def _termination(check: TerminationCheck, ev: ConsultationEvidence) -> Grade:
     reason = ev.transcript.termination_reason
-    met = reason == check.reason and not ev.closing.found
+    if check.reason == "no_conclusion":
+        met = reason in ("turn_limit", "diagnosis") and not ev.closing.concludes()
+        said = "names no condition and gives no plan" if ev.closing.found else "no closing"
+        return Grade(met=met, explanation=f"evidence: ended by {reason or 'stop'}; {said}")
+    met = reason == check.reason and not ev.closing.concludes()
     return Grade(met=met, explanation=f"evidence: the consultation ended by {reason or 'stop'}")
+
+
+def repeated_turns(transcript: Transcript) -> list[tuple[int, int]]:
+    """(turn, earlier turn it repeats) for every doctor turn that repeats an earlier one."""
+    seen: dict[tuple[str, ...], int] = {}
+    out = []
+    for index, turn in enumerate(transcript.turns):
+        if turn.role != "doctor":
+            continue
+        key = tuple(words(turn.text.lower()))
+        if not key:
+            continue
+        if key in seen:
+            out.append((index, seen[key]))
+        else:
+            seen[key] = index
+    return out
+
+
+def _repeated(ev: ConsultationEvidence) -> Grade:
+    pairs = repeated_turns(ev.transcript)
+    if not pairs:
+        return Grade(met=False, explanation="evidence: no doctor turn repeats an earlier one")
+    said = ", ".join(f"turn {i} repeats turn {j}" for i, j in pairs)
+    return Grade(met=True, explanation=f"evidence: {said}")
 
 
 def flag_fact_ids(case: CaseRecord, flag: str) -> list[str]:
@@ -272,4 +317,6 @@ def evaluate_check(check: EvidenceCheck, evidence: ConsultationEvidence) -> Grad
         return _concluded_before(check, evidence)
     if isinstance(check, TerminationCheck):
         return _termination(check, evidence)
+    if isinstance(check, RepeatedTurnCheck):
+        return _repeated(evidence)
     return _red_flag(check, evidence)

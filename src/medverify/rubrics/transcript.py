@@ -7,8 +7,13 @@ sense for the one that happened, each checkable from the transcript's text:
   the patient never revealed, most important first, at most three);
 * premature closure: the final diagnosis after only a few questions, with most of the key
   history never elicited;
-* a consultation that ended without any final assessment (turn limit) or with the patient
-  leaving.
+* a consultation that ended without any final assessment (turn limit, or a ``DIAGNOSIS:`` line
+  that names no condition and plans nothing) or with the patient leaving;
+* a doctor turn that repeats an earlier one word for word.
+
+Premature closure is closing *before* the turn the consultation asked for the assessment; the
+doctor's last turn is nudged to conclude, and concluding then is following the instruction
+(:func:`concluded_when_asked`).
 
 "Revealed" comes from the simulator's own record of which facts each patient turn disclosed
 (``Turn.revealed_fact_ids``), not from guessing at the doctor's wording.
@@ -18,10 +23,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from medverify.cases.closing import closing_of
 from medverify.cases.diagnosis import extract_diagnosis
 from medverify.cases.records import CaseRecord, Transcript
 from medverify.errors import InputError
-from medverify.grading.evidence import ConcludedBeforeCheck, EvidenceCheck, TerminationCheck
+from medverify.grading.evidence import (
+    ConcludedBeforeCheck,
+    EvidenceCheck,
+    RepeatedTurnCheck,
+    TerminationCheck,
+    repeated_turns,
+)
 from medverify.grading.records import RubricItem
 from medverify.rubrics.dimensions.shared import HistoryTarget
 from medverify.rubrics.records import item
@@ -51,6 +63,17 @@ def questions_before(transcript: Transcript, end: int) -> int:
     return sum(1 for t in transcript.turns[:end] if t.role == "doctor")
 
 
+def concluded_when_asked(transcript: Transcript, asked: int) -> bool:
+    """Whether the assessment came on the turn the consultation asked for it (its last one).
+
+    The doctor's last turn is nudged to conclude. A doctor who does so has not closed early by
+    choice: what it never asked already costs it the history items' points, and charging
+    premature closure on top made ignoring the instruction (-4 for running out of turns) score
+    above following it (up to -15), which taught a trained doctor never to conclude.
+    """
+    return transcript.max_turns is not None and asked + 1 >= transcript.max_turns
+
+
 def transcript_items(
     case: CaseRecord, transcript: Transcript, targets: Sequence[HistoryTarget]
 ) -> list[tuple[RubricItem, EvidenceCheck]]:
@@ -75,10 +98,12 @@ def transcript_items(
     out: list[tuple[RubricItem, EvidenceCheck]] = []
     revealed = transcript.revealed()
     dx_at = diagnosis_turn(transcript)
-    concluded = dx_at is not None or transcript.final_diagnosis is not None
+    closing = closing_of(transcript)
+    concluded = closing.concludes()
     ranked = sorted(targets, key=lambda t: (-t.score, t.order))
     missed = [t for t in ranked if not revealed.intersection(t.fact_ids)]
-    if concluded:
+    asked = questions_before(transcript, dx_at if dx_at is not None else len(transcript.turns))
+    if concluded and not concluded_when_asked(transcript, asked):
         for target in missed[:MAX_MISSED]:
             points = -4 if target is ranked[0] else -3
             out.append(
@@ -92,7 +117,6 @@ def transcript_items(
                     ConcludedBeforeCheck(groups=[target.fact_ids]),
                 )
             )
-        asked = questions_before(transcript, dx_at if dx_at is not None else len(transcript.turns))
         if ranked and len(missed) > len(ranked) / 2:
             plural = "s" if asked != 1 else ""
             out.append(
@@ -109,7 +133,7 @@ def transcript_items(
                     ),
                 )
             )
-    elif transcript.termination_reason == "turn_limit":
+    if not concluded and transcript.termination_reason == "turn_limit":
         out.append(
             (
                 item(
@@ -118,7 +142,32 @@ def transcript_items(
                     "consultation_logic",
                     "instruction_following",
                 ),
-                TerminationCheck(reason="turn_limit"),
+                TerminationCheck(reason="no_conclusion"),
+            )
+        )
+    elif not concluded and transcript.termination_reason == "diagnosis":
+        out.append(
+            (
+                item(
+                    "Ends the consultation without naming a diagnosis or giving a plan",
+                    -4,
+                    "consultation_logic",
+                    "instruction_following",
+                ),
+                TerminationCheck(reason="no_conclusion"),
+            )
+        )
+    repeats = repeated_turns(transcript)
+    if repeats:
+        out.append(
+            (
+                item(
+                    "Repeats a question or statement already made earlier in the consultation",
+                    -3,
+                    "consultation_logic",
+                    "communication_quality",
+                ),
+                RepeatedTurnCheck(),
             )
         )
     if transcript.termination_reason == "patient_left":

@@ -92,7 +92,9 @@ class ConsultationEnv:
         self.guard = guard or Guard()
         self.gate = gate or TerminationGate(patience=self.persona.patience)
         self.seed = seed
-        self.transcript = Transcript(case_id=case.id, persona=self.persona)
+        self.transcript = Transcript(
+            case_id=case.id, persona=self.persona, max_turns=self.gate.max_turns
+        )
         self.revealed: set[str] = set()
         self.volunteered = 0
         self.traces: list[TurnTrace] = []

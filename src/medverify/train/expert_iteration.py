@@ -226,7 +226,8 @@ def run_expert_iteration(
                 stats.append(RoundStats.model_validate(prior))
                 continue
             start = time.perf_counter()
-            steps = max(1, int(ei.epochs * len(rows) / stage.train.batch_size))
+            per_step = stage.train.batch_size * stage.train.grad_accum
+            steps = max(1, int(ei.epochs * len(rows) / per_step))
             round_stage = stage.model_copy(
                 update={"train": stage.train.model_copy(update={"max_steps": steps})}
             )

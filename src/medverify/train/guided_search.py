@@ -7,9 +7,11 @@ per turn, as step-level rejection sampling does: at each doctor turn the policy 
 (:meth:`~medverify.simulator.environment.ConsultationEnv.fork`), and the verifier's evidence picks
 one:
 
-* on a question turn, the reply that made the patient reveal the most of the record's facts,
-  examination findings and test results not yet revealed (the process measure the consultation
-  score counts); a reply that ends the consultation before the last turn is never chosen;
+* on a question turn, the reply after which the consultation so far scores best, as if it
+  stopped there (:meth:`~medverify.consult.task.ConsultationTask.score`'s reward: the history
+  items its answer met, the examination asked for with consent, a repeated question or a made-up
+  finding charged), ties to the reply that revealed more record facts; a reply that ends the
+  consultation before the last turn is never chosen;
 * on the last turn (the task's nudge to conclude), each closing statement's whole consultation
   is scored by :meth:`~medverify.consult.task.ConsultationTask.score` and the best reward wins.
 
@@ -23,6 +25,7 @@ the task's nudge asks for (``DIAGNOSIS:``); the diagnosis after it is sampled.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from pydantic import BaseModel, Field
@@ -72,6 +75,7 @@ class SearchStep(BaseModel):
     text: str
     closing: bool = False
     new_findings: int = 0
+    gain: float = Field(0.0, description="change of the consultation's reward by this turn")
     reward: float | None = None
 
 
@@ -97,13 +101,46 @@ def _one_question(text: str) -> str:
     return text
 
 
-async def _new_findings(env: ConsultationEnv, text: str, *, last_turn: bool) -> tuple[int, Any]:
+async def _partial_reward(
+    task: ConsultationTask, env: ConsultationEnv, grader: Grader, settings: SearchSettings
+) -> float:
+    """The verifier's reward of the consultation so far, as if it stopped here."""
+    scored = await task.score(env.transcript, grader)
+    value = scored.reward(
+        rubric_weight=settings.rubric_weight, process_weight=settings.process_weight
+    )
+    return value if value is not None else float("-inf")
+
+
+@dataclass(frozen=True)
+class _Option:
+    """One sampled question turn, played in its own fork."""
+
+    text: str
+    reward: float
+    new_findings: int
+    fork: ConsultationEnv
+
+    def key(self) -> tuple[float, int, int]:
+        return (self.reward, self.new_findings, -len(self.text))
+
+
+async def _try_question(
+    task: ConsultationTask,
+    env: ConsultationEnv,
+    text: str,
+    grader: Grader,
+    settings: SearchSettings,
+) -> _Option:
     fork = env.fork()
     before = len(fork.revealed)
     await fork.respond(text)
-    if fork.is_finished() and fork.transcript.termination_reason == "diagnosis" and not last_turn:
-        return -1, fork  # concluded before the last turn: never chosen as a question
-    return len(fork.revealed) - before, fork
+    gained = len(fork.revealed) - before
+    if fork.is_finished() and fork.transcript.termination_reason == "diagnosis":
+        # concluded before the last turn: never chosen as a question
+        return _Option(text=text, reward=float("-inf"), new_findings=-1, fork=fork)
+    reward = await _partial_reward(task, fork, grader, settings)
+    return _Option(text=text, reward=reward, new_findings=gained, fork=fork)
 
 
 async def guided_consultation(
@@ -152,14 +189,22 @@ async def guided_consultation(
             sampling[0] = Message(role="system", content=settings.search_prompt)
         texts = sampler.sample(sampling, n=settings.candidates, max_new_tokens=settings.turn_tokens)
         options = [t for t in dict.fromkeys(_one_question(t) for t in texts) if t]
-        chosen: tuple[int, int, str, ConsultationEnv] | None = None
+        before = await _partial_reward(task, env, grader, settings)
+        chosen: _Option | None = None
         for text in options or ["Can you tell me more?"]:
-            gained, fork = await _new_findings(env, text, last_turn=False)
-            if chosen is None or (gained, -len(text)) > (chosen[0], chosen[1]):
-                chosen = (gained, -len(text), text, fork)
+            option = await _try_question(task, env, text, grader, settings)
+            if chosen is None or option.key() > chosen.key():
+                chosen = option
         assert chosen is not None
-        gained, _, text, env = chosen
-        steps.append(SearchStep(messages=shown, text=text, new_findings=max(gained, 0)))
+        env = chosen.fork
+        steps.append(
+            SearchStep(
+                messages=shown,
+                text=chosen.text,
+                new_findings=max(chosen.new_findings, 0),
+                gain=chosen.reward - before if chosen.reward != float("-inf") else 0.0,
+            )
+        )
     if final is None:  # the patient left, or the gate ended it before the last turn
         final = await task.score(env.transcript, grader)
         reward = final.reward(
@@ -182,7 +227,7 @@ async def guided_consultation(
 def training_rows(consultations: Sequence[SearchedConsultation]) -> list[dict[str, Any]]:
     """Prompt-completion rows of the steps worth learning.
 
-    A question turn is kept when it made the patient reveal something new; a closing turn is
+    A question turn is kept when it raised the consultation's reward; a closing turn is
     kept when its consultation scored at least as well as the mean of the others, so the model
     is not taught the closings the verifier scored worst.
     """
@@ -191,9 +236,7 @@ def training_rows(consultations: Sequence[SearchedConsultation]) -> list[dict[st
     rows = []
     for c in consultations:
         for step in c.steps:
-            keep = (
-                c.reward is not None and c.reward >= bar if step.closing else step.new_findings > 0
-            )
+            keep = c.reward is not None and c.reward >= bar if step.closing else step.gain > 0
             if keep:
                 rows.append(
                     {

@@ -80,6 +80,38 @@ async def test_a_call_that_hangs_times_out_and_is_retried():
     assert backend.calls == 2
 
 
+class SwallowsCancellation(MockBackend):
+    """A client library that turns a cancellation into its own transient error."""
+
+    async def _generate(self, messages, params):
+        self.calls += 1
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            raise TransientBackendError("connection reset") from None
+        raise AssertionError("not reached")
+
+
+async def test_a_cancellation_swallowed_by_an_attempt_is_not_retried():
+    """Ctrl-C cancels the run; an attempt that hides it must not turn into a retry (exit 0)."""
+    backend = SwallowsCancellation(retry=RetryPolicy(max_attempts=5, base_delay_s=0.0))
+    call = asyncio.create_task(backend.complete([{"role": "user", "content": "hi"}]))
+    await asyncio.sleep(0.05)
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    assert backend.calls == 1
+
+
+async def test_a_timeout_alone_is_still_retried_after_the_fix():
+    backend = MockBackend(
+        delay_s=10.0, timeout_s=0.02, retry=RetryPolicy(max_attempts=3, base_delay_s=0.0)
+    )
+    with pytest.raises(BackendError, match="gave up after 3 attempts"):
+        await backend.complete([{"role": "user", "content": "hi"}])
+    assert backend.calls == 3
+
+
 async def test_concurrency_limit_is_respected():
     class Tracking(MockBackend):
         in_flight = 0

@@ -54,6 +54,19 @@ else:  # pragma: no cover - Python 3.10
                 handle.cancel()
 
 
+def _raise_if_cancelled() -> None:
+    """Re-raise a cancellation (Ctrl-C) that a failed attempt swallowed, instead of retrying.
+
+    A cancellation that lands as the per-call timeout fires, or inside a client library that
+    turns it into its own error, reaches the retry loop as a timeout or a transient failure;
+    retrying then loses the user's Ctrl-C (the run finished and exited 0). The task still
+    counts the request (``Task.cancelling``), so the loop can tell.
+    """
+    task = asyncio.current_task()
+    if task is not None and sys.version_info >= (3, 11) and task.cancelling():
+        raise asyncio.CancelledError
+
+
 Role = Literal["system", "user", "assistant"]
 
 
@@ -267,6 +280,7 @@ class Backend(ABC):
                         "latency_s": completion.latency_s or time.perf_counter() - start,
                     }
                 )
+            _raise_if_cancelled()
             if attempt + 1 < self.retry.max_attempts:
                 delay = backoff_delay(attempt, self.retry, self._rng)
                 if last.retry_after_s is not None:

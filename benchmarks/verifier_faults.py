@@ -1,13 +1,13 @@
 """Single-fault verifier suite: does the verifier notice one thing going wrong at a time?
 
 The careful scripted doctor (:mod:`medverify.consult.faults`: a standard history in everyday
-words, written without reading the record's facts) and its seven single-fault variants play
+words, written without reading the record's facts) and its eight single-fault variants play
 every case against the offline patient; :meth:`ConsultationTask.score` grades each consultation
 (offline local grader by default, or an LLM judge). Per fault it reports, on the dimension the
-fault belongs to (wrong_dx/hedged: diagnostic_accuracy, no_history: consultation_logic,
-unsafe_plan: treatment_rationality, rude: communication_empathy, fabricated/no_consent:
-medical_ethics), the mean drop against the careful doctor and on how many cases it dropped, and
-on how many cases the overall score dropped; whether the careful doctor's diagnosis was credited
+fault belongs to (wrong_dx/hedged: diagnostic_accuracy, no_history/repeated:
+consultation_logic, unsafe_plan: treatment_rationality, rude: communication_empathy,
+fabricated/no_consent: medical_ethics), the mean drop against the careful doctor and on how
+many cases it dropped, and on how many cases the overall score dropped; whether the careful doctor's diagnosis was credited
 on every case (its rubric item "States <dx> as the final diagnosis" met) and the wrong-diagnosis
 variant's never; and the wall time of one graded consultation (play, rubric, grading). A
 dimension the grader did not measure stays ``null``, never 0.

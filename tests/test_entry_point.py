@@ -23,6 +23,7 @@ import pytest
 from medverify.healthbench.data import load_examples
 from medverify.testing.fake_openai import FakeOpenAIServer
 from medverify.testing.judges import keyword_judge
+from medverify.testing.processes import sigint_as_in_a_terminal
 
 HARD5 = Path(__file__).parent / "fixtures" / "healthbench" / "hard_sample5.jsonl"
 
@@ -224,7 +225,13 @@ def test_ctrl_c_exits_130_keeps_finished_work_and_the_rerun_counts_every_call(tm
     env = {**os.environ, "MEDVERIFY_CACHE_DIR": str(tmp_path / "cache")}
     with FakeOpenAIServer(responder=keyword_judge, latency_s=0.2) as server:
         cmd = _grade_cmd(server, run_dir, _completions(tmp_path))
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        proc = subprocess.Popen(
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+            preexec_fn=sigint_as_in_a_terminal,
+        )
         _wait_for_requests(server, 8, proc)
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=60)

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from medverify.cases.records import Transcript
 from medverify.errors import InputError, MedverifyError
 from medverify.simulator.simulate_cli import app
+from medverify.testing.processes import sigint_as_in_a_terminal
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "sim_cases"
 MG = FIXTURES / "myasthenia_gravis.json"
@@ -108,7 +109,14 @@ def _interactive(
     cmd += ["--case", str(MG), "--interactive", "--out", str(out)]
     master, slave = pty.openpty()
     env = {**os.environ, "COLUMNS": "200", "TERM": "dumb"}
-    proc = subprocess.Popen(cmd, stdin=slave, stdout=slave, stderr=slave, env=env)
+    proc = subprocess.Popen(
+        cmd,
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env=env,
+        preexec_fn=sigint_as_in_a_terminal,
+    )
     os.close(slave)
     buffer = bytearray()
     try:

@@ -224,17 +224,27 @@ async def test_an_interrupted_session_still_counts_its_judge_calls(tmp_path):
         assert needed <= done.results.usage["grader"]["calls"] <= srv.requests
 
 
-async def test_a_run_of_the_trained_doctor_never_resumes_with_another_adapter(
-    tmp_path, monkeypatch
-):
-    """``local:doctor`` is whatever adapter is installed: its hash binds the run directory."""
+async def test_a_run_never_resumes_with_another_model_behind_the_same_spec(tmp_path):
+    """A spec names a model, not its weights: the backend's identity binds the run directory.
+
+    ``script:FILE`` edited, like ``local:doctor`` with another adapter installed or ``hf:DIR``
+    with another checkpoint, is another doctor under the same name.
+    """
     from medverify.consult import pipeline
 
-    first = job(tmp_path, "run", "local:doctor", cases=TWO[:1])
-    with RunStore(first.run_dir, job="consult-bench", config=pipeline.run_config(first)):
-        pass  # a run the shipped adapter started
-    assert "doctor_adapter" in pipeline.run_config(first)
-    assert "doctor_adapter" not in pipeline.run_config(job(tmp_path, "x", "scripted:good"))
-    monkeypatch.setattr(pipeline, "adapter_hash", lambda: "another-adapter")
+    script = tmp_path / "doctor.txt"
+    script.write_text("What brings you in?\nDIAGNOSIS: Myasthenia gravis\n")
+    first = job(tmp_path, "run", f"script:{script}", cases=TWO[:1])
+    await run_consult_job(first)
+    assert (await run_consult_job(first)).resumed
+    script.write_text("What brings you in?\nDIAGNOSIS: Bell's palsy\n")
     with pytest.raises(ConfigError, match="other settings"):
         await run_consult_job(first)
+    assert "doctor_identity" not in pipeline.run_config(job(tmp_path, "x", "scripted:good"))
+
+
+def test_the_trained_doctors_identity_names_its_adapter():
+    from medverify.backends.local_doctor import adapter_hash
+    from medverify.backends.registry import make_backend
+
+    assert adapter_hash() in make_backend("local:doctor").identity()

@@ -101,6 +101,24 @@ def test_a_diagnosis_line_naming_nothing_is_graded_as_no_conclusion(mg_case: Cas
     ]
 
 
+@pytest.mark.parametrize(
+    ("plan", "concludes"),
+    [
+        ("[Listing of specific actions you're ready to take]", False),  # the search's own
+        ("You're not alone, I'm sorry for your family.", False),
+        ("Blood tests and a brain scan, then I'll refer you to a neurologist.", True),
+    ],
+)
+def test_a_plan_line_concludes_only_when_it_plans_something(
+    mg_case: CaseRecord, plan: str, concludes: bool
+) -> None:
+    turns = [("doctor", "What brings you in?", []), ("patient", "Double vision.", [])]
+    turns += [("doctor", f"DIAGNOSIS: I'm not sure yet.\nPLAN: {plan}", [])]
+    added = _added(mg_case, transcript_of(mg_case, turns, termination_reason="diagnosis"))
+    none = "Ends the consultation without naming a diagnosis or giving a plan"
+    assert (none in [i.criterion for i in added]) is not concludes
+
+
 def test_a_question_on_the_last_turn_is_no_diagnosis(mg_case: CaseRecord) -> None:
     """A question ("Do you have any other symptoms?") concludes nothing, whatever its words."""
     turns = [("doctor", "What brings you in?", []), ("patient", "Double vision.", [])]

@@ -68,6 +68,14 @@ _FREE_TEXT = re.compile(
     r"\s+(?:an?\s+|the\s+)?([^.;:\n]{3,80})",
     re.IGNORECASE,
 )
+#: What a plan does: treat, refer, test or follow up (a PLAN: line without any of it is no plan).
+_PLAN_ACTION = re.compile(
+    r"\b(?:start\w*|prescrib\w*|treat\w*|therap\w*|medication|medicines?|tablets?|"
+    r"antibiotics?|refer\w*|specialist|admit|admission|surgery|operation|injection|inhaler|"
+    r"tests?|testing|scan|x-?ray|blood (?:tests?|work)|biopsy|follow[- ]?up|come back|"
+    r"appointment|review|monitor\w*|rest|fluids)\b",
+    re.IGNORECASE,
+)
 #: Where one sentence ends and the next begins (the end mark stays with its sentence).
 _SENTENCE_END = re.compile(r"(?<=[.?!])\s+|\n+")
 _SPLIT_LIST = re.compile(r"\s*(?:,|;|\n|\bor\b|\band\b|/|•|\s-\s)\s*", re.IGNORECASE)
@@ -133,9 +141,13 @@ class ClosingStatement(BaseModel):
         """Whether the statement gives the patient an assessment: a named condition or a plan.
 
         A ``DIAGNOSIS:`` line that names nothing and plans nothing ends the consultation with no
-        more for the patient than running out of turns does, and is graded as that.
+        more for the patient than running out of turns does, and is graded as that. A plan is
+        one that does something (treats, refers, tests, follows up): the trained doctor's search
+        found that "PLAN: You're not alone" passed for one.
         """
-        return self.names_a_condition() or bool(self.plan)
+        return self.names_a_condition() or (
+            self.plan is not None and _PLAN_ACTION.search(self.plan) is not None
+        )
 
     def names_a_condition(self) -> bool:
         """Whether a condition is offered as the final diagnosis (right or wrong)."""

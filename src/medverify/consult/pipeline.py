@@ -15,7 +15,6 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from medverify.backends.base import Backend
-from medverify.backends.local_doctor import DOCTOR_SPEC, adapter_hash
 from medverify.backends.registry import BackendOptions, make_backend
 from medverify.cases.records import CaseRecord, Turn
 from medverify.consult.bench import ConsultBench, Doctor, cases_sha256, make_units
@@ -82,11 +81,15 @@ def scripted_factory(spec: str) -> Callable[[CaseRecord], Any]:
     return lambda case: scripted_doctor(case, kind)
 
 
-def run_config(job: ConsultJob) -> dict[str, Any]:
+def run_config(job: ConsultJob, identities: dict[str, str] | None = None) -> dict[str, Any]:
     """The settings a run directory is bound to: a rerun with others is refused, not mixed.
 
-    ``local:doctor`` names whatever adapter the installed package ships, so its weights' hash
-    is part of the settings: a run played by one trained doctor never resumes with another.
+    A spec names a model, not its weights: ``local:doctor`` is whatever adapter the installed
+    package ships, ``hf:DIR`` whatever checkpoint is in DIR, ``openai:MODEL`` whatever serves it
+    at the configured endpoint, ``script:FILE`` whatever the file says now. Each backend's
+    ``identity()`` (the same string its cached replies are keyed by: weights' hash, endpoint,
+    content hash; never a credential) is therefore part of the settings, so a run never resumes
+    with another model behind the same name.
     """
     config: dict[str, Any] = {
         "doctor": job.doctor,
@@ -99,8 +102,8 @@ def run_config(job: ConsultJob) -> dict[str, Any]:
         "seed": job.seed,
         "cases_sha256": cases_sha256(job.cases),
     }
-    if job.doctor == DOCTOR_SPEC:
-        config["doctor_adapter"] = adapter_hash()
+    for role, identity in sorted((identities or {}).items()):
+        config[f"{role}_identity"] = identity
     return config
 
 
@@ -116,49 +119,60 @@ async def run_consult_job(
     units = make_units(job.cases, job.personas)
     data_sha = cases_sha256(job.cases)
     backends: dict[str, Backend] = {}
-    with RunStore(job.run_dir, job="consult-bench", config=run_config(job)) as store:
-        resumed = store.is_resumed
-        session = SessionUsage(store)
+    grader = None
+    try:
+        doctor: Doctor
+        if job.doctor.startswith(SCRIPTED_PREFIX):
+            doctor = scripted_factory(job.doctor)
+        else:
+            doctor = backends["doctor"] = make_backend(job.doctor, job.doctor_options)
+        if job.patient:
+            backends["patient"] = make_backend(job.patient, job.doctor_options)
+        if job.writer:
+            backends["writer"] = make_backend(job.writer, job.grader_options)
         grader = make_grader(job.grader, job.grader_options)
-        session.track("grader", getattr(grader, "backend", None))
-        try:
-            doctor: Doctor
-            if job.doctor.startswith(SCRIPTED_PREFIX):
-                doctor = scripted_factory(job.doctor)
-            else:
-                doctor = backends["doctor"] = make_backend(job.doctor, job.doctor_options)
-            if job.patient:
-                backends["patient"] = make_backend(job.patient, job.doctor_options)
-            if job.writer:
-                backends["writer"] = make_backend(job.writer, job.grader_options)
+        identities = {role: backend.identity() for role, backend in backends.items()}
+        judge = getattr(grader, "backend", None)
+        if judge is not None:
+            identities["grader"] = judge.identity()
+        with RunStore(
+            job.run_dir, job="consult-bench", config=run_config(job, identities)
+        ) as store:
+            resumed = store.is_resumed
+            session = SessionUsage(store)
+            session.track("grader", judge)
             for role, backend in backends.items():
                 session.track(role, backend)
-            bench = ConsultBench(
-                store,
-                doctor,
-                grader,
-                patient=backends.get("patient"),
-                writer=backends.get("writer"),
-                max_turns=job.max_turns,
-                doctor_max_tokens=job.doctor_max_tokens,
-                seed=job.seed,
-                on_turn=on_turn,
-                judge_checked=job.judge_checked,
-            )
-            outcomes, failures = await bench.run(
-                units,
-                concurrency=job.concurrency,
-                progress=session.progress(progress),
-                label=job.doctor,
-            )
-        finally:
+            try:
+                bench = ConsultBench(
+                    store,
+                    doctor,
+                    grader,
+                    patient=backends.get("patient"),
+                    writer=backends.get("writer"),
+                    max_turns=job.max_turns,
+                    doctor_max_tokens=job.doctor_max_tokens,
+                    seed=job.seed,
+                    on_turn=on_turn,
+                    judge_checked=job.judge_checked,
+                )
+                outcomes, failures = await bench.run(
+                    units,
+                    concurrency=job.concurrency,
+                    progress=session.progress(progress),
+                    label=job.doctor,
+                )
+            finally:
+                # Usage of every session of this run: a resumed run paid for its first part
+                # too, and an interrupted session's calls count as well.
+                session.save(force=True)
+            usage, cost_parts = sum_usage(store.items("usage").values())
+    finally:
+        if grader is not None:
             await grader.aclose()
-            for backend in backends.values():
-                await backend.aclose()
-            # Usage of every session of this run: a resumed run paid for its first part too,
-            # and an interrupted session's calls count as well.
-            session.save(force=True)
-        usage, cost_parts = sum_usage(store.items("usage").values())
+        for backend in backends.values():
+            await backend.aclose()
+    assert grader is not None
     results, examples = summarize_consult(
         units,
         outcomes,

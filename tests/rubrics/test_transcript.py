@@ -106,6 +106,12 @@ def test_a_diagnosis_line_naming_nothing_is_graded_as_no_conclusion(mg_case: Cas
     [
         ("[Listing of specific actions you're ready to take]", False),  # the search's own
         ("You're not alone, I'm sorry for your family.", False),
+        # the trained doctor echoing the task's nudge on held-out cases: "starting" is no plan
+        (
+            "I'm sorry to hear that.\n\n[This is your last turn: give your final assessment "
+            "now, as a line starting with 'DIAGNOSIS:' and optionally a line starting with",
+            False,
+        ),
         ("Blood tests and a brain scan, then I'll refer you to a neurologist.", True),
     ],
 )

@@ -70,10 +70,10 @@ _FREE_TEXT = re.compile(
 )
 #: What a plan does: treat, refer, test or follow up (a PLAN: line without any of it is no plan).
 _PLAN_ACTION = re.compile(
-    r"\b(?:start\w*|prescrib\w*|treat\w*|therap\w*|medication|medicines?|tablets?|"
+    r"\b(?:prescrib\w*|treat\w*|therap\w*|medication|medicines?|tablets?|"
     r"antibiotics?|refer\w*|specialist|admit|admission|surgery|operation|injection|inhaler|"
     r"tests?|testing|scan|x-?ray|blood (?:tests?|work)|biopsy|follow[- ]?up|come back|"
-    r"appointment|review|monitor\w*|rest|fluids)\b",
+    r"appointment|review|monitor\w*|fluids)\b",
     re.IGNORECASE,
 )
 #: Where one sentence ends and the next begins (the end mark stays with its sentence).

@@ -7,8 +7,9 @@ every case against the offline patient; :meth:`ConsultationTask.score` grades ea
 fault belongs to (wrong_dx/hedged: diagnostic_accuracy, no_history/repeated:
 consultation_logic, unsafe_plan: treatment_rationality, rude: communication_empathy,
 fabricated/no_consent: medical_ethics), the mean drop against the careful doctor and on how
-many cases it dropped, and on how many cases the overall score dropped; whether the careful doctor's diagnosis was credited
-on every case (its rubric item "States <dx> as the final diagnosis" met) and the wrong-diagnosis
+many cases it dropped, and on how many cases the overall score dropped; whether the careful
+doctor's diagnosis was credited on every case (its rubric item "States <dx> as the final
+diagnosis" met) and the wrong-diagnosis
 variant's never; and the wall time of one graded consultation (play, rubric, grading). A
 dimension the grader did not measure stays ``null``, never 0.
 

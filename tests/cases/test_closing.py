@@ -127,3 +127,25 @@ def test_a_condition_is_a_named_diagnosis(stated):
 )
 def test_a_sentence_after_diagnosis_is_not_a_named_diagnosis(stated):
     assert not names_condition(stated)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Do you have any other symptoms?",
+        "Thank you, you have been very helpful.",
+        "You have described it well; thank you for coming in.",
+        # the base model's last turn on a held-out case, read as the diagnosis "any more questions"
+        "If you have any more questions or need further assistance, feel free to ask.",
+    ],
+)
+def test_a_question_or_a_thank_you_states_no_diagnosis(text):
+    """Free text with the words of "you have X" that asks, thanks or offers concludes nothing."""
+    statement = parse_closing(text)
+    assert not statement.found and statement.candidates == []
+
+
+def test_a_free_text_diagnosis_is_still_read():
+    assert parse_closing("I think you most likely have myasthenia gravis.").candidates == [
+        "myasthenia gravis"
+    ]

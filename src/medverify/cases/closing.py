@@ -63,7 +63,8 @@ _LEAD_IN = re.compile(
     re.IGNORECASE,
 )
 _FREE_TEXT = re.compile(
-    r"\b(?:diagnosis\s+is|you\s+(?:most\s+likely\s+|probably\s+|likely\s+)?have|"
+    r"\b(?:diagnosis\s+is|(?<!if )you\s+(?:most\s+likely\s+|probably\s+|likely\s+)?have"
+    r"(?!\s+(?:any|been|had|done|told|said|mentioned|described|shared|\w+ed)\b)|"
     r"consistent\s+with|most\s+likely\s+(?:have|has|is)|this\s+is\s+(?:most\s+likely\s+)?)"
     r"\s+(?:an?\s+|the\s+)?([^.;:\n]{3,80})",
     re.IGNORECASE,

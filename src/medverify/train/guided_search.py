@@ -101,15 +101,18 @@ def _one_question(text: str) -> str:
     return text
 
 
-async def _partial_reward(
+async def _scored(
     task: ConsultationTask, env: ConsultationEnv, grader: Grader, settings: SearchSettings
-) -> float:
-    """The verifier's reward of the consultation so far, as if it stopped here."""
+) -> tuple[float, ConsultationScore]:
+    """The consultation's reward as if it stopped here, and its score.
+
+    The reward is ``-inf`` when a verdict failed, so an unscored reply is never chosen.
+    """
     scored = await task.score(env.transcript, grader)
     value = scored.reward(
         rubric_weight=settings.rubric_weight, process_weight=settings.process_weight
     )
-    return value if value is not None else float("-inf")
+    return (value if value is not None else float("-inf")), scored
 
 
 @dataclass(frozen=True)
@@ -139,7 +142,7 @@ async def _try_question(
     if fork.is_finished() and fork.transcript.termination_reason == "diagnosis":
         # concluded before the last turn: never chosen as a question
         return _Option(text=text, reward=float("-inf"), new_findings=-1, fork=fork)
-    reward = await _partial_reward(task, fork, grader, settings)
+    reward, _ = await _scored(task, fork, grader, settings)
     return _Option(text=text, reward=reward, new_findings=gained, fork=fork)
 
 
@@ -157,6 +160,7 @@ async def guided_consultation(
     steps: list[SearchStep] = []
     final: ConsultationScore | None = None
     reward: float | None = None
+    current: float | None = None  # the reward of the consultation so far, once scored
     while not env.is_finished():
         last = env.gate.last_turn()
         seen = task.doctor_messages(env.transcript, last_turn=last)
@@ -172,11 +176,8 @@ async def guided_consultation(
             for text in dict.fromkeys(t.strip() for t in texts):
                 fork = env.fork()
                 await fork.respond(text)
-                scored = await task.score(fork.transcript, grader)
-                value = scored.reward(
-                    rubric_weight=settings.rubric_weight, process_weight=settings.process_weight
-                )
-                key = (value if value is not None else float("-inf"), -len(text))
+                value, scored = await _scored(task, fork, grader, settings)
+                key = (value, -len(text))
                 if best is None or key > (best[0], best[1]):
                     best = (key[0], key[1], text, fork, scored)
             assert best is not None
@@ -189,14 +190,16 @@ async def guided_consultation(
             sampling[0] = Message(role="system", content=settings.search_prompt)
         texts = sampler.sample(sampling, n=settings.candidates, max_new_tokens=settings.turn_tokens)
         options = [t for t in dict.fromkeys(_one_question(t) for t in texts) if t]
-        before = await _partial_reward(task, env, grader, settings)
+        if current is None:  # the opening; after it, the chosen turn's reward carries over
+            current, _ = await _scored(task, env, grader, settings)
+        before = current
         chosen: _Option | None = None
         for text in options or ["Can you tell me more?"]:
             option = await _try_question(task, env, text, grader, settings)
             if chosen is None or option.key() > chosen.key():
                 chosen = option
         assert chosen is not None
-        env = chosen.fork
+        env, current = chosen.fork, chosen.reward
         steps.append(
             SearchStep(
                 messages=shown,
@@ -206,10 +209,8 @@ async def guided_consultation(
             )
         )
     if final is None:  # the patient left, or the gate ended it before the last turn
-        final = await task.score(env.transcript, grader)
-        reward = final.reward(
-            rubric_weight=settings.rubric_weight, process_weight=settings.process_weight
-        )
+        value, final = await _scored(task, env, grader, settings)
+        reward = value if value != float("-inf") else None
     process = final.process
     return SearchedConsultation(
         case_id=task.case.id,

@@ -119,7 +119,7 @@ async def run_consult_job(
     units = make_units(job.cases, job.personas)
     data_sha = cases_sha256(job.cases)
     backends: dict[str, Backend] = {}
-    grader = None
+    grader = make_grader(job.grader, job.grader_options)
     try:
         doctor: Doctor
         if job.doctor.startswith(SCRIPTED_PREFIX):
@@ -130,7 +130,6 @@ async def run_consult_job(
             backends["patient"] = make_backend(job.patient, job.doctor_options)
         if job.writer:
             backends["writer"] = make_backend(job.writer, job.grader_options)
-        grader = make_grader(job.grader, job.grader_options)
         identities = {role: backend.identity() for role, backend in backends.items()}
         judge = getattr(grader, "backend", None)
         if judge is not None:
@@ -168,11 +167,9 @@ async def run_consult_job(
                 session.save(force=True)
             usage, cost_parts = sum_usage(store.items("usage").values())
     finally:
-        if grader is not None:
-            await grader.aclose()
+        await grader.aclose()
         for backend in backends.values():
             await backend.aclose()
-    assert grader is not None
     results, examples = summarize_consult(
         units,
         outcomes,

@@ -133,23 +133,14 @@ def transcript_items(
                     ),
                 )
             )
-    if not concluded and transcript.termination_reason == "turn_limit":
+    ended = transcript.termination_reason
+    if not concluded and ended in ("turn_limit", "diagnosis"):
         out.append(
             (
                 item(
-                    "Runs out of turns without giving a final diagnosis or plan",
-                    -4,
-                    "consultation_logic",
-                    "instruction_following",
-                ),
-                TerminationCheck(reason="no_conclusion"),
-            )
-        )
-    elif not concluded and transcript.termination_reason == "diagnosis":
-        out.append(
-            (
-                item(
-                    "Ends the consultation without naming a diagnosis or giving a plan",
+                    "Runs out of turns without giving a final diagnosis or plan"
+                    if ended == "turn_limit"
+                    else "Ends the consultation without naming a diagnosis or giving a plan",
                     -4,
                     "consultation_logic",
                     "instruction_following",

@@ -149,3 +149,16 @@ def test_a_free_text_diagnosis_is_still_read():
     assert parse_closing("I think you most likely have myasthenia gravis.").candidates == [
         "myasthenia gravis"
     ]
+
+
+@pytest.mark.parametrize(
+    ("text", "orders"),
+    [
+        ("DIAGNOSIS: Bell's palsy\nTESTS: blood tests", True),
+        ("DIAGNOSIS: Bell's palsy\nPLAN: I'd like an MRI of your head, then review.", True),
+        ("DIAGNOSIS: Bell's palsy\nPLAN: rest, and come back if it gets worse.", False),
+        ("DIAGNOSIS: Bell's palsy", False),
+    ],
+)
+def test_a_closing_orders_tests_in_a_tests_line_or_its_plan(text, orders):
+    assert parse_closing(text).orders_tests() is orders

@@ -70,7 +70,7 @@ async def test_plain_questions_are_credited_from_the_facts_they_revealed():
     by_text = {v.criterion: v for v in scored.verdicts}
     final = next(c for c in by_text if c.startswith("States Myasthenia gravis"))
     assert by_text[final].met and "turn" in by_text[final].explanation
-    wrong = next(c for c in by_text if c.startswith("Gives a final diagnosis other than"))
+    wrong = next(c for c in by_text if c.startswith("Ends without Myasthenia gravis"))
     assert by_text[wrong].met is False
     # the exam items it asked for are met, each citing a revealed finding id
     exams = [v for c, v in by_text.items() if c.startswith("Examines") and c in rubric.checks]
@@ -90,7 +90,7 @@ async def test_naming_and_rejecting_the_right_diagnosis_is_a_wrong_diagnosis():
     scored = await task.score(transcript, Abstain())
     by_text = {v.criterion: v for v in scored.verdicts}
     assert not next(v for c, v in by_text.items() if c.startswith("States Myasthenia")).met
-    assert next(v for c, v in by_text.items() if c.startswith("Gives a final diagnosis")).met
+    assert next(v for c, v in by_text.items() if c.startswith("Ends without Myasthenia")).met
     assert not scored.scan.diagnosis_final and not scored.scan.diagnosis_in_differential
 
 
@@ -175,8 +175,50 @@ async def test_following_the_nudge_to_conclude_never_scores_below_ignoring_it():
         assert t.termination_reason == ("turn_limit" if name == "out of turns" else "diagnosis")
         scored = await task.score(t, make_grader("local"))
         scores[name] = scored.score
-        wrong = next(v for v in scored.verdicts if v.criterion.startswith("Gives a final"))
-        assert wrong.met is (name == "wrong"), name
+        missed = next(v for v in scored.verdicts if v.criterion.startswith("Ends without"))
+        assert missed.met is (name != "right"), name  # silence is no escape from it
         assert not any("question turns, before" in v.criterion for v in scored.verdicts), name
     assert scores["right"] > scores["out of turns"] > scores["wrong"]
     assert scores["names nothing"] == pytest.approx(scores["out of turns"])
+
+
+async def test_silence_is_charged_as_a_missed_diagnosis_and_a_provisional_one_beats_it():
+    """The trained doctor's own closings (session 10): it learned never to name a condition.
+
+    With only a *wrong* diagnosis charged, echoing the nudge (-4 for no conclusion) scored seven
+    points above naming a wrong condition without examining (-6, -5), so a doctor too weak to be
+    right was taught silence. A missing diagnosis now costs what a wrong one does (as in
+    SCAN-bench), and a wrong but provisional one -- tests ordered to confirm it -- is no longer
+    "definitive without any test" and scores above saying nothing.
+    """
+    history = PLAIN[:4]
+    endings = {
+        "echo": "DIAGNOSIS: Can you tell me more about that?\n\n"
+        "PLAN: Can you tell me more about that?",
+        "echo nudge": "DIAGNOSIS: [Your final assessment now]\n\n[This is your last turn: give "
+        "your final assessment now, as a line starting with 'DIAGNOSIS:' and optionally a line "
+        "starting with 'PLAN:'.]",
+        "provisional": "DIAGNOSIS: Bell's palsy\nTESTS: blood tests and a head CT scan",
+        "bare wrong": "DIAGNOSIS: Bell's palsy",
+    }
+    scores = {}
+    for name, last in endings.items():
+        task, t = await consult("agentclinic-medqa-001", [*history, last], max_turns=5)
+        scored = await task.score(t, make_grader("local"))
+        scores[name] = scored.score
+        by_text = {v.criterion: v for v in scored.verdicts}
+        assert next(v for c, v in by_text.items() if c.startswith("Ends without")).met, name
+        untested = next(v for c, v in by_text.items() if c.startswith("States a definitive"))
+        assert untested.met is (name == "bare wrong"), name
+    assert scores["provisional"] > scores["echo"] == pytest.approx(scores["echo nudge"])
+    assert scores["echo"] > scores["bare wrong"]
+
+
+async def test_a_consultation_cut_short_is_no_missed_diagnosis():
+    """Scored mid-way (the search scores each question turn as if it stopped there), a
+    consultation that was never asked to conclude has missed nothing yet."""
+    case = CASES["agentclinic-medqa-001"]
+    _, t = await consult("agentclinic-medqa-001", PLAIN[:2], max_turns=6)
+    assert t.termination_reason is None
+    ev = ConsultationEvidence(case, t)
+    assert evaluate_check(DiagnosisCheck(expect="missed_final"), ev).met is False

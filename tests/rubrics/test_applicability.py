@@ -89,7 +89,7 @@ def test_a_wrong_final_diagnosis_costs_more_than_any_item_but_a_safety_harm():
     for case in load_bundled_cases()[:8]:
         items = core_rubric(case).items
         right = next(i for i in items if i.criterion.startswith(f"States {case.diagnosis}"))
-        wrong = next(i for i in items if i.criterion.startswith("Gives a final diagnosis other"))
+        wrong = next(i for i in items if i.criterion.startswith(f"Ends without {case.diagnosis}"))
         cost = right.points - wrong.points  # the credit lost plus the penalty
         others = [
             abs(i.points)

@@ -77,6 +77,12 @@ _PLAN_ACTION = re.compile(
     r"appointment|review|monitor\w*|fluids)\b",
     re.IGNORECASE,
 )
+#: Tests a plan orders ("PLAN: blood tests, then review"), as a TESTS: line would list them.
+_TEST_ORDER = re.compile(
+    r"\b(?:tests?|testing|scans?|x-?rays?|blood (?:work|count)|biopsy|ecg|ekg|mri|ct|"
+    r"ultrasound|culture|urinalysis|swab|imaging|labs?)\b",
+    re.IGNORECASE,
+)
 #: Where one sentence ends and the next begins (the end mark stays with its sentence).
 _SENTENCE_END = re.compile(r"(?<=[.?!])\s+|\n+")
 _SPLIT_LIST = re.compile(r"\s*(?:,|;|\n|\bor\b|\band\b|/|•|\s-\s)\s*", re.IGNORECASE)
@@ -149,6 +155,13 @@ class ClosingStatement(BaseModel):
         return self.names_a_condition() or (
             self.plan is not None and _PLAN_ACTION.search(self.plan) is not None
         )
+
+    def orders_tests(self) -> bool:
+        """Whether the statement orders tests (a ``TESTS:`` line, or a plan that orders some).
+
+        A diagnosis given with tests to confirm it is provisional, not definitive.
+        """
+        return bool(self.tests) or (self.plan is not None and bool(_TEST_ORDER.search(self.plan)))
 
     def names_a_condition(self) -> bool:
         """Whether a condition is offered as the final diagnosis (right or wrong)."""

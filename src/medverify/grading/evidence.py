@@ -45,13 +45,16 @@ class DiagnosisCheck(BaseModel):
 
     ``final``: the single final diagnosis is the record's (hedging over several does not count);
     ``wrong_final``: a final diagnosis was given and none of the offered ones is the record's;
+    ``missed_final``: as ``wrong_final``, or no condition was named at all although the
+    consultation reached the turn that asked for the assessment (SCAN-bench scores a missing
+    diagnosis as a wrong one; charging only a wrong one taught a weak doctor never to name one);
     ``considered``: the record's diagnosis is the final one, a hedged candidate or in the
     differential (and not ruled out); ``alternatives``: the statement names at least one
     diagnosis besides the final one (a differential, a hedge, or one ruled out).
     """
 
     kind: Literal["diagnosis"] = "diagnosis"
-    expect: Literal["final", "wrong_final", "considered", "alternatives"]
+    expect: Literal["final", "wrong_final", "missed_final", "considered", "alternatives"]
 
 
 class ConcludedBeforeCheck(BaseModel):
@@ -196,11 +199,15 @@ def _diagnosis(check: DiagnosisCheck, ev: ConsultationEvidence) -> Grade:
         met = closing.names_final(truth)
         said = closing.final or " / ".join(closing.candidates) or "no final diagnosis"
         why = "hedged over several diagnoses" if closing.hedged else f"states {said!r}"
-    elif check.expect == "wrong_final":
+    elif check.expect in ("wrong_final", "missed_final"):
         met = closing.wrong_final(truth)
         why = f"offers {' / '.join(closing.candidates) or 'no final diagnosis'}"
         if closing.candidates and not any(names_condition(d) for d in closing.candidates):
             why += " (names no condition)"
+        ended = ev.transcript.termination_reason
+        if check.expect == "missed_final" and not closing.names_a_condition():
+            met = ended in ("turn_limit", "diagnosis")
+            why += f"; ended by {ended or 'stop'}" + (" when asked to conclude" if met else "")
     elif check.expect == "considered":
         met = closing.considers(truth)
         why = f"final {closing.candidates}, differential {closing.differential}"
@@ -219,13 +226,15 @@ def _concluded_before(check: ConcludedBeforeCheck, ev: ConsultationEvidence) -> 
         return Grade(met=False, explanation="evidence: no final diagnosis was given")
     groups = check.groups or [sorted(ev.findings)]
     missed = [g for g in groups if not ev.revealed_before(g, end)]
-    if not check.groups and any(i < end for i in ev.requested_at):
-        missed = []  # an examination or test was asked for, though the record had no finding
+    if not check.groups and (any(i < end for i in ev.requested_at) or ev.closing.orders_tests()):
+        # An examination or test was asked for, though the record had no finding; or the
+        # closing orders tests, which makes its diagnosis a provisional one to be confirmed.
+        missed = []
     met = len(missed) >= check.min_missed
     detail = (
         f"{len(missed)} of {len(groups)} required fact groups not revealed before turn {end}"
         if check.groups
-        else ("no examination or test before" if met else "examined or tested before")
+        else ("no examination or test before" if met else "examined, tested or tests ordered by")
         + f" the diagnosis (turn {end})"
     )
     return Grade(met=met, explanation=f"evidence: {detail}")

@@ -1,7 +1,10 @@
 """Diagnostic accuracy: the final diagnosis named, a differential considered, findings cited.
 
-The right diagnosis is the largest single item of the rubric (10 points), and a different final
-diagnosis is penalised, naming the record's own differential as examples. Two smaller items ask
+The right diagnosis is the largest single item of the rubric (10 points), and ending without it
+is penalised, naming the record's own differential as examples: a different final diagnosis, or
+none at all when the consultation asked for one. Charging only a wrong diagnosis made silence
+pay: a doctor too weak to be right scored best by never naming a condition, and the trained
+doctor learned exactly that. Two smaller items ask
 for a differential before settling and for the reasoning tied to the record's plainly abnormal
 findings, so that a correct guess without reasoning scores below a reasoned diagnosis.
 """
@@ -73,7 +76,11 @@ def diagnostic_items(case: CaseRecord, build: CoreBuild) -> None:
     wrong = f" (for example {join_or(ddx[:2])})" if ddx else ""
     build.add(
         item(
-            f"Gives a final diagnosis other than {dx}{wrong}", -6, "diagnostic_accuracy", "accuracy"
+            f"Ends without {dx} as the final diagnosis: gives another one{wrong}, or none when "
+            "asked to conclude",
+            -6,
+            "diagnostic_accuracy",
+            "accuracy",
         ),
-        check=DiagnosisCheck(expect="wrong_final"),
+        check=DiagnosisCheck(expect="missed_final"),
     )

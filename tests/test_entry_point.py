@@ -294,3 +294,33 @@ def test_piped_tables_print_whole_rows(args, tmp_path):
         assert len(result.stdout.splitlines()) < 60  # 36 cases, not ~260 wrapped lines
     else:
         assert "communication_quality" in result.stdout
+
+
+def test_export_doctor_validated_without_finished_rounds_is_one_clear_error(tmp_path):
+    """``--round validated`` on a run whose rounds never finished names the missing adapter."""
+    recipe = Path(__file__).parents[1] / "configs" / "train" / "doctor_cpu.yaml"
+    run = tmp_path / "run"
+    (run / "stages" / "doctor").mkdir(parents=True)
+    result = subprocess.run(
+        [
+            *entry_point(),
+            "train",
+            "export-doctor",
+            "--config",
+            str(recipe),
+            "--run-dir",
+            str(run),
+            "--round",
+            "validated",
+            "--out",
+            str(tmp_path / "ship"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).parents[1],
+        env={**os.environ, "MEDVERIFY_CACHE_DIR": str(tmp_path / "cache")},
+        timeout=120,
+    )
+    line = one_error_line(result)
+    assert "round 0 has no finished adapter" in line
+    assert not (tmp_path / "ship").exists()

@@ -104,3 +104,17 @@ def test_the_shipped_adapter_was_made_by_the_recipe_in_the_repository():
     assert shipped["train"]["lora"] == stage.train.lora.model_dump(mode="json")
     assert shipped["data"]["source"] == stage.data.source
     assert len(provenance()["rounds"]) == stage.ei.rounds
+
+
+def test_a_rounds_adapter_is_named_by_its_directory(tmp_path):
+    """``local:doctor:<dir>``: a training round's adapter, played as local:doctor would be."""
+    other = tmp_path / "round-2"
+    other.mkdir()
+    for name in ADAPTER_FILES:
+        (other / name).write_bytes((DOCTOR_DIR / name).read_bytes() + b" ")
+    backend = make_backend(f"local:doctor:{other}")
+    assert isinstance(backend, DoctorBackend)
+    assert backend.adapter == other and backend.spec == f"local:doctor:{other}"
+    assert backend.identity() != make_backend("local:doctor").identity()
+    with pytest.raises(ConfigError, match=r"adapter_config\.json"):
+        make_backend(f"local:doctor:{tmp_path / 'missing'}")

@@ -17,6 +17,7 @@ from medverify.errors import ConfigError
 SPEC_FORMS = (
     "local (embedded SmolLM2-135M-Instruct on CPU, transformers)",
     "local:doctor (the embedded model with medverify's trained doctor adapter)",
+    "local:doctor:<dir> (the embedded model with another LoRA adapter, e.g. a training round's)",
     "local:llamacpp (the same model through llama.cpp, optional fast path)",
     "hf:<path> (a local transformers checkpoint)",
     "openai:<model> (any OpenAI-compatible endpoint)",
@@ -59,10 +60,11 @@ def make_backend(spec: str, options: BackendOptions | None = None) -> Backend:
         from medverify.backends.local import LocalBackend
 
         return LocalBackend(**common)
-    if kind == "local" and arg == "doctor":
+    if kind == "local" and (arg == "doctor" or arg.startswith("doctor:")):
         from medverify.backends.local_doctor import DoctorBackend
 
-        return DoctorBackend(**common)
+        adapter = arg.removeprefix("doctor").removeprefix(":") or None
+        return DoctorBackend(spec.strip(), adapter=adapter, **common)
     if kind == "local" and arg == "llamacpp":
         from medverify.backends.llamacpp import LlamaCppBackend
 

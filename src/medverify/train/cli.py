@@ -7,6 +7,7 @@ before any model loads; a rerun with the same ``--run-dir`` resumes.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 from pathlib import Path
@@ -17,9 +18,10 @@ from rich.table import Table
 
 from medverify.cli_common import console, print_table, writable_dir
 from medverify.errors import ConfigError
-from medverify.train.config import load_config
+from medverify.train.config import PipelineConfig, load_config
 from medverify.train.export import export_doctor
 from medverify.train.pipeline import run_pipeline
+from medverify.train.round_validation import RoundValidation, validate_rounds
 
 app = typer.Typer(
     help="Training against the verifier on TRL: rejection-sampling SFT, GRPO, staged pipeline.",
@@ -83,6 +85,35 @@ def grpo(config: ConfigOpt, run_dir: RunDirOpt = None, check: CheckOpt = False) 
     _run(config, run_dir, {"grpo"}, check)
 
 
+def _validate(
+    cfg: PipelineConfig, config: Path, run_dir: Path, stage: str, n_cases: int
+) -> RoundValidation:
+    """Every round's adapter on the validation cases, with a table of what each did."""
+    stages = {s.name: s for s in cfg.stages}
+    if stage not in stages or stages[stage].ei is None:
+        raise ConfigError(f"{config}: no expert_iteration stage named {stage!r}")
+    stage_dir = run_dir / "stages" / stage
+    validation = asyncio.run(
+        validate_rounds(
+            stages[stage],
+            stage_dir,
+            n_cases=n_cases,
+            work_dir=stage_dir / "validation",
+            on_policy=lambda label: console.print(f"validating {label} ...", markup=False),
+        )
+    )
+    table = Table(title=f"validation ({len(validation.case_ids)} training cases no round drew)")
+    for column in ("policy", "mean score", "diagnosis named", "facts elicited"):
+        table.add_column(column)
+    for label, p in validation.policies.items():
+        mark = " (chosen)" if label == str(validation.chosen) else ""
+        table.add_row(
+            label + mark, _fmt(p.mean_score), _fmt(p.diagnosis_named), _fmt(p.facts_elicited)
+        )
+    print_table(table)
+    return validation
+
+
 @app.command("export-doctor")
 def export_doctor_cmd(
     config: ConfigOpt,
@@ -100,10 +131,14 @@ def export_doctor_cmd(
         str,
         typer.Option(
             "--round",
-            help="Which round's adapter: best (best reward on the training cases' searched "
-            "consultations), last, or a number.",
+            help="Which round's adapter: validated (each adapter played on training cases no "
+            "round drew; the best verifier score), best (best reward on the training cases' "
+            "searched consultations), last, or a number.",
         ),
     ] = "best",
+    validation_cases: Annotated[
+        int, typer.Option(min=1, help="With --round validated: how many validation cases.")
+    ] = 16,
 ) -> None:
     """Ship a trained doctor: the stage's adapter where local:doctor loads it, with doctor.json.
 
@@ -118,7 +153,17 @@ def export_doctor_cmd(
             raise ConfigError(f"{heldout}: cannot read the benchmark result ({exc})") from None
         summary = {k: data.get(k) for k in ("date", "machine", "settings", "cases", "all")}
     kwargs = {"out": out} if out is not None else {}
+    validation = None
+    if round_ == "validated":
+        validation = _validate(cfg, config, run_dir, stage, validation_cases)
     path = export_doctor(
-        cfg, config, run_dir, stage=stage, heldout=summary, round_choice=round_, **kwargs
+        cfg,
+        config,
+        run_dir,
+        stage=stage,
+        heldout=summary,
+        round_choice=round_,
+        validation=validation,
+        **kwargs,
     )
     console.print(f"adapter and doctor.json written to {path}", markup=False, soft_wrap=True)

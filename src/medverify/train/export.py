@@ -20,6 +20,7 @@ from medverify.backends.local_doctor import ADAPTER_FILES, DOCTOR_DIR, PROVENANC
 from medverify.cases.loading import load_cases
 from medverify.errors import ConfigError
 from medverify.train.config import PipelineConfig
+from medverify.train.round_validation import RoundValidation
 
 #: The shipped adapter must stay small enough to live inside the wheel.
 MAX_ADAPTER_MB = 20.0
@@ -62,6 +63,20 @@ def best_round(rounds: list[dict[str, Any]]) -> int | None:
     return k - 1 if rewards[k] > rewards[0] else None
 
 
+def _chosen_by(chosen: int | None, validation: RoundValidation | None) -> str:
+    if validation is not None:
+        return (
+            "the best mean verifier score on validation cases (training cases no round drew), "
+            "each adapter played greedily; no held-out case is looked at"
+        )
+    if chosen is None:
+        return "the last round"
+    return (
+        "the best training-side search reward (the next round's mean_reward; "
+        "no held-out case is looked at)"
+    )
+
+
 def export_doctor(
     cfg: PipelineConfig,
     config_path: Path,
@@ -71,6 +86,7 @@ def export_doctor(
     out: Path = DOCTOR_DIR,
     heldout: dict[str, Any] | None = None,
     round_choice: str = "best",
+    validation: RoundValidation | None = None,
 ) -> Path:
     """Copy the stage's adapter to ``out`` and write its provenance.
 
@@ -82,7 +98,11 @@ def export_doctor(
         out: where the adapter and doctor.json go (default: the package's own).
         heldout: a held-out benchmark summary to record beside the adapter.
         round_choice: ``best`` (the adapter with the best training-side reward,
-            :func:`best_round`), ``last``, or a round number.
+            :func:`best_round`), ``last``, or a round number; ignored when ``validation``
+            is given.
+        validation: every round's adapter played on validation cases
+            (:func:`~medverify.train.round_validation.validate_rounds`); its choice is shipped
+            and its results recorded.
 
     Raises:
         ConfigError: the stage is not in the config, has no finished adapter, or the adapter
@@ -94,7 +114,9 @@ def export_doctor(
     stage_dir = run_dir / "stages" / stage
     rounds_file = stage_dir / "rounds.json"
     rounds = json.loads(rounds_file.read_text()) if rounds_file.is_file() else []
-    if round_choice == "best":
+    if validation is not None:
+        chosen = validation.chosen
+    elif round_choice == "best":
         chosen = best_round(rounds)
     elif round_choice == "last":
         chosen = None
@@ -130,14 +152,13 @@ def export_doctor(
         "diagnosis",
         "rounds": rounds,
         "adapter_of_round": len(rounds) - 1 if chosen is None else chosen,
-        "adapter_chosen_by": "the last round"
-        if chosen is None
-        else "the best training-side search reward (the next round's mean_reward; "
-        "no held-out case is looked at)",
+        "adapter_chosen_by": _chosen_by(chosen, validation),
         "total_seconds": sum(
             r.get("sample_seconds", 0) + r.get("train_seconds", 0) for r in rounds
         ),
     }
+    if validation is not None:
+        record["validation"] = validation.model_dump(mode="json")
     if heldout is not None:
         record["heldout_benchmark"] = heldout
     (out / PROVENANCE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")

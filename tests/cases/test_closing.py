@@ -104,9 +104,15 @@ def test_the_closing_turn_is_found_in_a_transcript():
         "community-acquired pneumonia, likely bacterial",
         "Type 2 diabetes mellitus",
         "GERD",
+        "Large leg wound on right lower leg",
+        "Scleroderma",
+        "heart attack",
+        "Stage 3 chronic kidney disease",
+        "COVID-19",
     ],
 )
 def test_a_condition_is_a_named_diagnosis(stated):
+    """Conditions as doctors write them, and the search's own (a wound, scleroderma)."""
     assert names_condition(stated)
 
 
@@ -162,3 +168,19 @@ def test_a_free_text_diagnosis_is_still_read():
 )
 def test_a_closing_orders_tests_in_a_tests_line_or_its_plan(text, orders):
     assert parse_closing(text).orders_tests() is orders
+
+
+@pytest.mark.parametrize(
+    "stated",
+    [
+        "Normal resting heart rate: 40.1 beats/min",
+        "Family History of Similar Symptoms",
+        "Generalized Fatigue, Dilated Pupil, Unusual Symptoms",
+        "Chest X-ray result: result not available.",
+        "Urgent abdominal emergency, presenting patient with a suspected abdominal mass.",
+        "Pain and swelling in the right ring finger, not on any other bones.",
+    ],
+)
+def test_what_the_search_wrote_once_naming_paid_names_no_condition(stated):
+    """A round's chosen closings (session 11), before names had to read as a condition."""
+    assert not names_condition(stated)

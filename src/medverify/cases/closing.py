@@ -384,6 +384,62 @@ _NOT_A_NAME = re.compile(
     r"tbd|n/?a|pending|see|please|thank)\b"
 )
 _PERSONAL = re.compile(r"(?i)\b(?:i|me|my|you|your|we|us|our)\b")
+#: Words of a report, a measurement or a history, never of a condition's name ("Normal resting
+#: heart rate: 40.1 beats/min", "Family history of similar symptoms", "Chest X-ray result: not
+#: available" were what a 135M doctor wrote after DIAGNOSIS: once naming anything paid).
+_NOT_A_CONDITION = re.compile(
+    r"(?i)\d[.,]\d|\d\s*(?:%|mm|mg|bpm|beats|kg|cm|°|degrees|/)|:|\b(?:history|results?|"
+    r"normal(?! pressure hydrocephalus)|symptoms?|available|assessment|examination|exam|"
+    r"findings?|rate|levels?|measurements?|readings?|vitals?|signs|complaints?|evaluation|"
+    r"presenting|consultation|visit|information|unknown|unusual|similar|emergency)\b"
+)
+#: Endings of condition names (nephritis, tuberculosis, lymphoma, anaemia, neuropathy ...).
+_CONDITION_ENDING = re.compile(
+    r"(?i)(?:itis|itides|osis|oses|omas?|a?emia|pathy|plasia|trophy|iasis|ism|uria|penia|"
+    r"ectasis|ectasia|cele|rrh?o?ea|plegia|paresis|algia|asthenia|spasm|lepsy|derma|ptosis|"
+    r"phylaxis|eclampsia|cardia|toxicity|[a-z]{3}ia)$"
+)
+#: Head words of condition names that no ending gives away (and common initialisms).
+_CONDITION_WORDS = frozenset(
+    """
+    disease disorder syndrome infection fracture cancer carcinoma tumor tumour neoplasm deficiency
+    failure injury palsy stroke attack ulcer hernia reflux asthma diabetes hypertension
+    hypotension migraine embolism thrombosis infarction abscess cyst polyp stone stones calculus
+    calculi aneurysm dissection regurgitation insufficiency prolapse obstruction perforation
+    rupture torsion volvulus intussusception pregnancy miscarriage fibroid fibroids poisoning
+    toxicity overdose withdrawal dependence addiction allergy depression anxiety psychosis
+    schizophrenia bipolar influenza flu cold measles mumps rubella varicella chickenpox herpes
+    zoster shingles malaria sepsis shock lupus gout eczema acne ringworm scabies lice wart warts
+    gangrene concussion sprain strain dislocation tear contusion laceration burn bite wound
+    vertigo cataract croup emphysema fibrosis effusion pneumothorax fibrillation flutter block
+    tachycardia bradycardia angina murmur seizure seizures epilepsy dystrophy syncope insomnia
+    apnea apnoea autism anorexia bulimia obesity malnutrition rickets scurvy infertility
+    dysfunction incontinence menopause syphilis gonorrhea gonorrhoea chlamydia thrush dengue
+    typhoid cholera tetanus rabies plague leprosy mononucleosis lymphoma leukemia leukaemia
+    myeloma melanoma sarcoma metastases metastasis trait colic glaucoma dehydration pyelonephritis
+    cirrhosis hepatitis jaundice hemorrhage haemorrhage hematoma haematoma bleed bleeding clot
+    thrombus occlusion stenosis spondylosis sciatica lumbago bronchiolitis pertussis diphtheria
+    scarlet impetigo cellulitis boil carbuncle fistula fissure hemorrhoids haemorrhoids
+    varicose adenoma lipoma nodule goiter goitre keloid mole nevus naevus psoriasis rosacea
+    vitiligo alopecia urticaria hives dermatitis neuralgia neuropathy sclerosis gravis
+    reaction defect malformation anomaly impaction intoxication herniation coarctation erythema
+    headache sickness damage roseola pemphigus stemi nstemi hydrocephalus covid
+    uti copd gerd ibs ibd dvt pe mi tb hiv aids adhd ptsd ocd bph pcos std sti uri ards ckd aki
+    chf cad cva tia sle ra als dka hhs nms bppv gad pid cll aml cml mdd
+    """.split()  # noqa: SIM905 - a word list reads best as words
+)
+
+
+def _names_a_condition_word(name: str) -> bool:
+    """Whether the name has a word only condition names have (an ending or a head word)."""
+    for word in re.findall(r"[A-Za-z][A-Za-z'-]*", name):
+        w = word.lower().removesuffix("'s").removesuffix("’s")
+        parts = [w, *w.split("-")]
+        if any(p in _CONDITION_WORDS or _CONDITION_ENDING.search(p) for p in parts):
+            return True
+    return any(diagnosis_matches(name, synonym) for group in SYNONYMS for synonym in group)
+
+
 #: Longer than this, a "diagnosis" is a sentence, not a name ("acute interstitial nephritis
 #: secondary to a drug reaction" is 8 words).
 MAX_NAME_WORDS = 12
@@ -396,8 +452,13 @@ def names_condition(text: str | None) -> bool:
     high blood pressure`` follow the format and name nothing. Counting them as "a diagnosis
     named" would reward the format, so a name must be short (at most :data:`MAX_NAME_WORDS`
     words in its first sentence), not open like a sentence about the patient or the doctor, use
-    no first or second person, and ask nothing. It cannot tell a real condition from an invented
-    one (whether the name is *right* is :func:`diagnosis_matches`).
+    no first or second person, and ask nothing. It must also read as a condition: no
+    measurement, report or history words ("Normal resting heart rate: 40 beats/min", "Family
+    history of similar symptoms") and a word that only condition names have (an ending such as
+    -itis, -osis, -oma, -emia, or a head word such as syndrome, fracture, migraine). A 135M doctor
+    rewarded for naming anything wrote exactly those; a list of words cannot tell a real
+    condition from an invented one with a plausible ending (whether the name is *right* is
+    :func:`diagnosis_matches`).
     """
     if not text:
         return False
@@ -409,6 +470,8 @@ def names_condition(text: str | None) -> bool:
         and "?" not in cleaned[: len(first) + 1]
         and _NOT_A_NAME.match(first) is None
         and _PERSONAL.search(first) is None
+        and _NOT_A_CONDITION.search(first) is None
+        and _names_a_condition_word(first)
     )
 
 

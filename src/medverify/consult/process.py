@@ -101,6 +101,7 @@ def process_metrics(case: CaseRecord, transcript: Transcript) -> ProcessMetrics:
     history = {f.id for f in case.facts}
     findings = {f.id for f in (*case.exam_findings, *case.test_results)}
     doctor_text = "\n".join(doctor_turns)
+    correct = diagnosis_named(transcript.final_diagnosis, case.diagnosis)
     return ProcessMetrics(
         doctor_turns=len(doctor_turns),
         questions_asked=sum(text.count("?") for text in doctor_turns),
@@ -108,8 +109,8 @@ def process_metrics(case: CaseRecord, transcript: Transcript) -> ProcessMetrics:
         facts_total=len(history),
         findings_elicited=len(revealed & findings),
         findings_total=len(findings),
-        diagnosis_given=names_condition(transcript.final_diagnosis),
-        diagnosis_correct=diagnosis_named(transcript.final_diagnosis, case.diagnosis),
+        diagnosis_given=correct or names_condition(transcript.final_diagnosis),
+        diagnosis_correct=correct,
         red_flags_total=len(case.red_flags),
         red_flags_addressed=sum(1 for flag in case.red_flags if addressed(doctor_text, flag)),
         termination_reason=transcript.termination_reason,

@@ -179,6 +179,7 @@ def test_a_closing_orders_tests_in_a_tests_line_or_its_plan(text, orders):
         "Chest X-ray result: result not available.",
         "Urgent abdominal emergency, presenting patient with a suspected abdominal mass.",
         "Pain and swelling in the right ring finger, not on any other bones.",
+        "The mother is worried about her nephew's leg injury.",
     ],
 )
 def test_what_the_search_wrote_once_naming_paid_names_no_condition(stated):

@@ -391,7 +391,9 @@ _NOT_A_CONDITION = re.compile(
     r"(?i)\d[.,]\d|\d\s*(?:%|mm|mg|bpm|beats|kg|cm|°|degrees|/)|:|\b(?:history|results?|"
     r"normal(?! pressure hydrocephalus)|symptoms?|available|assessment|examination|exam|"
     r"findings?|rate|levels?|measurements?|readings?|vitals?|signs|complaints?|evaluation|"
-    r"presenting|consultation|visit|information|unknown|unusual|similar|emergency)\b"
+    r"presenting|consultation|visit|information|unknown|unusual|similar|emergency|"
+    r"is|are|was|were|has|have|had|seems?|appears?|recalls?|mentioned|reports?|worried|"
+    r"she|he|her|his|him|they|them|their|mother|father)\b"
 )
 #: Endings of condition names (nephritis, tuberculosis, lymphoma, anaemia, neuropathy ...).
 _CONDITION_ENDING = re.compile(

@@ -135,10 +135,10 @@ def export_doctor_cmd(
             "round drew; the best verifier score), best (best reward on the training cases' "
             "searched consultations), last, or a number.",
         ),
-    ] = "best",
+    ] = "validated",
     validation_cases: Annotated[
         int, typer.Option(min=1, help="With --round validated: how many validation cases.")
-    ] = 16,
+    ] = 8,
 ) -> None:
     """Ship a trained doctor: the stage's adapter where local:doctor loads it, with doctor.json.
 

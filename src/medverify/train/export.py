@@ -123,7 +123,9 @@ def export_doctor(
     elif round_choice.isdigit() and int(round_choice) < max(len(rounds), 1):
         chosen = int(round_choice)
     else:
-        raise ConfigError(f"--round must be best, last or a round number, got {round_choice!r}")
+        raise ConfigError(
+            f"--round must be validated, best, last or a round number, got {round_choice!r}"
+        )
     if chosen is not None and chosen == len(rounds) - 1:
         chosen = None  # the last round's adapter is the stage's own
     adapter = stage_dir / "adapter" if chosen is None else stage_dir / f"rounds/{chosen}/adapter"

@@ -222,3 +222,12 @@ async def test_a_consultation_cut_short_is_no_missed_diagnosis():
     assert t.termination_reason is None
     ev = ConsultationEvidence(case, t)
     assert evaluate_check(DiagnosisCheck(expect="missed_final"), ev).met is False
+
+
+async def test_the_right_diagnosis_is_never_a_missed_one_even_off_the_condition_word_list():
+    rare = "Medullary sponge kidney"  # not on the condition word list
+    case = CASES["agentclinic-medqa-001"].model_copy(update={"diagnosis": rare})
+    _, t = await consult("agentclinic-medqa-001", [PLAIN[0], "DIAGNOSIS: Medullary sponge kidney"])
+    ev = ConsultationEvidence(case, t)
+    assert evaluate_check(DiagnosisCheck(expect="final"), ev).met is True
+    assert evaluate_check(DiagnosisCheck(expect="missed_final"), ev).met is False

@@ -205,7 +205,8 @@ def _diagnosis(check: DiagnosisCheck, ev: ConsultationEvidence) -> Grade:
         if closing.candidates and not any(names_condition(d) for d in closing.candidates):
             why += " (names no condition)"
         ended = ev.transcript.termination_reason
-        if check.expect == "missed_final" and not closing.names_a_condition():
+        named = closing.names_a_condition() or closing.names_final(truth)
+        if check.expect == "missed_final" and not named:  # the right name, even off the word list
             met = ended in ("turn_limit", "diagnosis")
             why += f"; ended by {ended or 'stop'}" + (" when asked to conclude" if met else "")
     elif check.expect == "considered":

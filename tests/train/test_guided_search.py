@@ -14,6 +14,7 @@ from medverify.grading import make_grader
 from medverify.train.config import parse_config
 from medverify.train.expert_iteration import round_cases
 from medverify.train.guided_search import (
+    ScoredClosing,
     SearchedConsultation,
     SearchSettings,
     SearchStep,
@@ -32,9 +33,14 @@ QUESTIONS = [
 ]
 CLOSINGS = [
     "DIAGNOSIS: migraine",
-    "DIAGNOSIS: myasthenia gravis\nPLAN: antibody test and a neurology referral; come back at "
-    "once if you have trouble breathing or swallowing.",
+    "DIAGNOSIS: myasthenia gravis\nPLAN: this line is cut: a diagnosis line ends at its newline",
     "DIAGNOSIS: anxiety",
+    "DIAGNOSIS:",
+]
+PLANS = [
+    " antibody test and a neurology referral; come back at once if you have trouble breathing "
+    "or swallowing.\nDIAGNOSIS: a second line is cut too",
+    " rest and fluids.",
 ]
 
 
@@ -45,9 +51,17 @@ class ListSampler:
         self.shown: list[tuple[list[Message], str]] = []
 
     def sample(
-        self, messages: Sequence[Message], *, n: int, max_new_tokens: int, prefix: str = ""
+        self,
+        messages: Sequence[Message],
+        *,
+        n: int,
+        max_new_tokens: int,
+        prefix: str = "",
+        stop: Sequence[str] | None = None,
     ) -> list[str]:
         self.shown.append((list(messages), prefix))
+        if prefix.endswith("PLAN:"):
+            return [prefix + p for p in PLANS[:n]]
         if prefix:
             return [c if c.startswith(prefix) else prefix + c for c in CLOSINGS]
         return list(QUESTIONS)
@@ -81,10 +95,43 @@ def test_each_question_turn_is_the_one_the_patient_answered(searched):
 def test_the_closing_is_the_one_the_verifier_scores_best(searched, case):
     done, _ = searched
     closing = done.steps[-1]
-    assert closing.closing and "myasthenia gravis" in closing.text
+    assert closing.closing
+    assert closing.text == (
+        "DIAGNOSIS: myasthenia gravis\nPLAN: antibody test and a neurology referral; come back "
+        "at once if you have trouble breathing or swallowing."
+    )
     assert done.diagnosis_named and done.diagnosis_correct
     assert done.termination == "diagnosis"
     assert done.reward is not None and closing.reward == done.reward
+
+
+def test_closings_are_diagnosis_lines_then_plans_for_each(searched):
+    _, sampler = searched
+    prefixes = [prefix for _, prefix in sampler.shown if prefix]
+    assert prefixes[0] == "DIAGNOSIS:"
+    planned = [p.removesuffix("\nPLAN:") for p in prefixes[1:]]
+    # a plan for every distinct line that names something; none for the bare field
+    assert planned == ["DIAGNOSIS: migraine", "DIAGNOSIS: myasthenia gravis", "DIAGNOSIS: anxiety"]
+
+
+def test_runners_up_are_the_next_best_closings(case):
+    task = ConsultationTask(case=case, max_turns=2)
+    settings = SearchSettings(candidates=4, plan_samples=2, closings_kept=3)
+    done = asyncio.run(guided_consultation(task, ListSampler(), make_grader("local"), settings))
+    closing = done.steps[-1]
+    assert len(closing.runners_up) == 2
+    rewards = [closing.reward, *(r.reward for r in closing.runners_up)]
+    assert rewards == sorted(rewards, reverse=True)
+    assert closing.text not in {r.text for r in closing.runners_up}
+
+
+def test_one_stage_closings_without_a_plan_prefix(case):
+    task = ConsultationTask(case=case, max_turns=2)
+    sampler = ListSampler()
+    settings = SearchSettings(candidates=4, plan_prefix=None)
+    done = asyncio.run(guided_consultation(task, sampler, make_grader("local"), settings))
+    assert [prefix for _, prefix in sampler.shown if prefix] == ["DIAGNOSIS:"]
+    assert "PLAN: this line is cut" in done.steps[-1].text  # sampled whole, kept whole
 
 
 def test_targets_are_shown_under_the_task_prompt_not_the_search_prompt(searched):
@@ -119,6 +166,31 @@ def test_training_rows_keep_productive_questions_and_good_closings():
     rows = training_rows([consult(0.5, [0.02, 0.0]), consult(0.1, [-0.01, 0.03])])
     texts = [r["completion"][0]["content"] for r in rows]
     assert texts == ["q0", "close 0.5", "q1"]
+
+
+def test_runner_up_closings_that_clear_the_bar_are_rows_too():
+    def consult(reward: float, runners_up: list[float]) -> SearchedConsultation:
+        closing = SearchStep(
+            messages=[],
+            text=f"close {reward}",
+            closing=True,
+            reward=reward,
+            runners_up=[ScoredClosing(text=f"alt {r}", reward=r) for r in runners_up],
+        )
+        return SearchedConsultation(
+            case_id="c",
+            steps=[closing],
+            transcript={},
+            reward=reward,
+            score=reward,
+            facts_elicited=0.0,
+            diagnosis_named=False,
+            diagnosis_correct=False,
+            termination="diagnosis",
+        )
+
+    rows = training_rows([consult(0.5, [0.4, 0.2]), consult(0.1, [0.05])])  # bar 0.3
+    assert [r["completion"][0]["content"] for r in rows] == ["close 0.5", "alt 0.4"]
 
 
 def test_fork_leaves_the_consultation_untouched(case):

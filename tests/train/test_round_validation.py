@@ -80,11 +80,12 @@ class _Played:
 async def test_every_adapter_plays_the_same_cases_and_the_best_is_chosen(
     stage, tmp_path, monkeypatch
 ):
+    stage = stage.model_copy(update={"ei": stage.ei.model_copy(update={"rounds": 4})})
     _rounds(tmp_path, stage.ei.rounds)
     by_doctor = {"local": 0.05}
     by_doctor |= {
         f"local:doctor:{tmp_path / 'rounds' / str(r) / 'adapter'}": s
-        for r, s in enumerate([0.02, 0.09, 0.09, 0.04][: stage.ei.rounds])
+        for r, s in enumerate([0.02, 0.09, 0.09, 0.04])
     }
     played = []
 
@@ -116,6 +117,7 @@ async def test_an_unscored_consultation_stops_the_choice(stage, tmp_path, monkey
 
 
 async def test_a_missing_rounds_adapter_is_one_clear_error(stage, tmp_path):
+    stage = stage.model_copy(update={"ei": stage.ei.model_copy(update={"rounds": 4})})
     _rounds(tmp_path, 2)  # rounds 2 and 3 never finished
     with pytest.raises(ConfigError, match="round 2 has no finished adapter"):
         await validate_rounds(stage, tmp_path, n_cases=2, work_dir=tmp_path / "v")

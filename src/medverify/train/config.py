@@ -172,6 +172,14 @@ class ExpertIterationSettings(_Strict):
         description="instructions while sampling question turns (null: the task's own)",
     )
     closing_prefix: str = Field("DIAGNOSIS:", description="the closing turn's forced format")
+    plan_prefix: str | None = Field(
+        "\nPLAN:", description="starts a plan line after each diagnosis line (null: one stage)"
+    )
+    plan_samples: int = Field(2, ge=1, description="plan lines sampled per diagnosis line")
+    plan_tokens: int = Field(32, ge=4, description="most tokens of a plan line")
+    closings_kept: int = Field(
+        1, ge=1, description="best distinct closings per consultation offered as targets"
+    )
     epochs: float = Field(2.0, gt=0, description="passes over the round's kept rows")
 
 

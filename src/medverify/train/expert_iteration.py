@@ -156,6 +156,10 @@ def run_expert_iteration(
         closing_tokens=ei.closing_tokens,
         search_prompt=ei.search_prompt,
         closing_prefix=ei.closing_prefix,
+        plan_prefix=ei.plan_prefix,
+        plan_samples=ei.plan_samples,
+        plan_tokens=ei.plan_tokens,
+        closings_kept=ei.closings_kept,
         rubric_weight=stage.reward.rubric_weight,
         process_weight=stage.reward.process_weight,
     )

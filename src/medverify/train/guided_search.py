@@ -14,12 +14,18 @@ one:
   consultation before the last turn is never chosen;
 * on the last turn (the task's nudge to conclude), each closing statement's whole consultation
   is scored by :meth:`~medverify.consult.task.ConsultationTask.score` and the best reward wins.
+  The closing is sampled in the two lines the task's instructions ask for: ``candidates``
+  diagnosis lines, then for each ``plan_samples`` ``PLAN:`` lines written after it; every line
+  alone and with each of its plans is a candidate. Sampled whole, a 135M doctor's closing
+  seldom reaches a plan, and a diagnosis with no test to confirm it is charged as a definitive
+  one: its named diagnoses then lost to closings that named nothing, and it learned not to name.
 
 Ties go to the shorter reply. Every chosen reply is the policy's own text; the search only
 selects. What the search may add, it says: ``search_prompt`` replaces the doctor's instructions
 *while sampling* question turns (the targets are trained under the task's own prompt, so this
 is context distillation), and ``closing_prefix`` starts the closing turn with the answer format
-the task's nudge asks for (``DIAGNOSIS:``); the diagnosis after it is sampled.
+the task's nudge asks for (``DIAGNOSIS:``), as ``plan_prefix`` starts its plan line; the diagnosis
+and the plan after them are sampled.
 """
 
 from __future__ import annotations
@@ -42,15 +48,26 @@ SEARCH_PROMPT = (
     "history, or say which examination or test you want."
 )
 CLOSING_PREFIX = "DIAGNOSIS:"
+PLAN_PREFIX = "\nPLAN:"
 
 
 class Sampler(Protocol):
     """Draws ``n`` replies of the policy to one conversation."""
 
     def sample(
-        self, messages: Sequence[Message], *, n: int, max_new_tokens: int, prefix: str = ""
+        self,
+        messages: Sequence[Message],
+        *,
+        n: int,
+        max_new_tokens: int,
+        prefix: str = "",
+        stop: Sequence[str] | None = None,
     ) -> list[str]:
-        """``n`` sampled replies (each beginning with ``prefix`` when one is given)."""
+        """``n`` sampled replies (each beginning with ``prefix`` when one is given).
+
+        ``stop``: strings a reply may end at (``None``: at its question mark when there is no
+        prefix, else only at ``max_new_tokens``).
+        """
         ...
 
 
@@ -64,8 +81,23 @@ class SearchSettings(BaseModel):
         SEARCH_PROMPT, description="instructions while sampling question turns (None: the task's)"
     )
     closing_prefix: str = CLOSING_PREFIX
+    plan_prefix: str | None = Field(
+        PLAN_PREFIX, description="starts the plan line after a diagnosis line (None: one stage)"
+    )
+    plan_samples: int = Field(2, ge=1, description="plan lines sampled per diagnosis line")
+    plan_tokens: int = Field(32, ge=4, description="most tokens of a plan line")
+    closings_kept: int = Field(
+        1, ge=1, description="best distinct closings of a consultation offered as targets"
+    )
     rubric_weight: float = Field(1.0, ge=0)
     process_weight: float = Field(0.5, ge=0)
+
+
+class ScoredClosing(BaseModel):
+    """A closing statement the search did not choose, with its consultation's reward."""
+
+    text: str
+    reward: float
 
 
 class SearchStep(BaseModel):
@@ -77,6 +109,9 @@ class SearchStep(BaseModel):
     new_findings: int = 0
     gain: float = Field(0.0, description="change of the consultation's reward by this turn")
     reward: float | None = None
+    runners_up: list[ScoredClosing] = Field(
+        default_factory=list, description="the next-best closings (``closings_kept`` - 1)"
+    )
 
 
 class SearchedConsultation(BaseModel):
@@ -91,6 +126,49 @@ class SearchedConsultation(BaseModel):
     diagnosis_named: bool
     diagnosis_correct: bool
     termination: str | None
+
+
+def _first_line(text: str) -> str:
+    return text.strip().split("\n", 1)[0].rstrip()
+
+
+def closing_candidates(
+    sampler: Sampler, messages: Sequence[Message], settings: SearchSettings
+) -> list[str]:
+    """The distinct closing statements to try: diagnosis lines, alone and with their plans."""
+    if settings.plan_prefix is None:
+        texts = sampler.sample(
+            messages,
+            n=settings.candidates,
+            max_new_tokens=settings.closing_tokens,
+            prefix=settings.closing_prefix,
+        )
+        return list(dict.fromkeys(t.strip() for t in texts))
+    lines = sampler.sample(
+        messages,
+        n=settings.candidates,
+        max_new_tokens=settings.closing_tokens,
+        prefix=settings.closing_prefix,
+        stop=["\n"],
+    )
+    out: list[str] = []
+    for line in dict.fromkeys(_first_line(t) for t in lines):
+        out.append(line)
+        if not line.removeprefix(settings.closing_prefix.strip()).strip():
+            continue  # no diagnosis to plan for
+        start = line + settings.plan_prefix
+        plans = sampler.sample(
+            messages,
+            n=settings.plan_samples,
+            max_new_tokens=settings.plan_tokens,
+            prefix=start,
+            stop=["\n"],
+        )
+        for plan in plans:
+            said = _first_line(plan.removeprefix(start)) if plan.startswith(start) else ""
+            if said:
+                out.append(f"{start} {said}")
+    return list(dict.fromkeys(out))
 
 
 def _one_question(text: str) -> str:
@@ -166,24 +244,25 @@ async def guided_consultation(
         seen = task.doctor_messages(env.transcript, last_turn=last)
         shown = [{"role": m.role, "content": m.content} for m in seen]
         if last:
-            texts = sampler.sample(
-                seen,
-                n=settings.candidates,
-                max_new_tokens=settings.closing_tokens,
-                prefix=settings.closing_prefix,
-            )
-            best: tuple[float, int, str, ConsultationEnv, ConsultationScore] | None = None
-            for text in dict.fromkeys(t.strip() for t in texts):
+            tried: list[tuple[tuple[float, int], str, ConsultationEnv, ConsultationScore]] = []
+            for text in closing_candidates(sampler, seen, settings):
                 fork = env.fork()
                 await fork.respond(text)
                 value, scored = await _scored(task, fork, grader, settings)
-                key = (value, -len(text))
-                if best is None or key > (best[0], best[1]):
-                    best = (key[0], key[1], text, fork, scored)
-            assert best is not None
-            _, _, text, env, final = best
-            reward = best[0] if best[0] != float("-inf") else None
-            steps.append(SearchStep(messages=shown, text=text, closing=True, reward=reward))
+                tried.append(((value, -len(text)), text, fork, scored))
+            tried.sort(key=lambda t: t[0], reverse=True)
+            (value, _), text, env, final = tried[0]
+            reward = value if value != float("-inf") else None
+            runners_up = [
+                ScoredClosing(text=t, reward=key[0])
+                for key, t, _, _ in tried[1 : settings.closings_kept]
+                if key[0] != float("-inf")
+            ]
+            steps.append(
+                SearchStep(
+                    messages=shown, text=text, closing=True, reward=reward, runners_up=runners_up
+                )
+            )
             break
         sampling = list(seen)
         if settings.search_prompt is not None:
@@ -230,7 +309,9 @@ def training_rows(consultations: Sequence[SearchedConsultation]) -> list[dict[st
 
     A question turn is kept when it raised the consultation's reward; a closing turn is
     kept when its consultation scored at least as well as the mean of the others, so the model
-    is not taught the closings the verifier scored worst.
+    is not taught the closings the verifier scored worst, and so is each runner-up closing that
+    clears the same bar (a round has one closing per consultation against five questions;
+    the runners-up give the closing turn's format more than a tenth of the rows).
     """
     rewards = [c.reward for c in consultations if c.reward is not None]
     bar = sum(rewards) / len(rewards) if rewards else 0.0
@@ -238,11 +319,10 @@ def training_rows(consultations: Sequence[SearchedConsultation]) -> list[dict[st
     for c in consultations:
         for step in c.steps:
             keep = c.reward is not None and c.reward >= bar if step.closing else step.gain > 0
-            if keep:
-                rows.append(
-                    {
-                        "prompt": step.messages,
-                        "completion": [{"role": "assistant", "content": step.text}],
-                    }
-                )
+            texts = [step.text] if keep else []
+            texts += [r.text for r in step.runners_up if r.reward >= bar]
+            rows += [
+                {"prompt": step.messages, "completion": [{"role": "assistant", "content": text}]}
+                for text in texts
+            ]
     return rows

@@ -39,9 +39,19 @@ class LocalSampler:
         self.calls = 0
 
     def sample(
-        self, messages: Sequence[Message], *, n: int, max_new_tokens: int, prefix: str = ""
+        self,
+        messages: Sequence[Message],
+        *,
+        n: int,
+        max_new_tokens: int,
+        prefix: str = "",
+        stop: Sequence[str] | None = None,
     ) -> list[str]:
-        """``n`` replies; a question turn (no prefix) stops early once every reply asked."""
+        """``n`` replies, each ending at a ``stop`` string.
+
+        By default a question turn (no prefix) ends at its question mark; generation ends once
+        every reply has stopped.
+        """
         import torch
 
         ids = self.engine.encode(list(messages))
@@ -50,8 +60,9 @@ class LocalSampler:
         torch.manual_seed(self.seed * 1_000_003 + self.calls)
         self.calls += 1
         extra: dict[str, Any] = {}
-        if not prefix:
-            extra = {"stop_strings": ["?"], "tokenizer": self.tokenizer}
+        stops = list(stop) if stop is not None else ([] if prefix else ["?"])
+        if stops:
+            extra = {"stop_strings": stops, "tokenizer": self.tokenizer}
         from transformers import DynamicCache
 
         prompt = torch.tensor([ids], device=self.model.device)

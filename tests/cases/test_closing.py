@@ -185,3 +185,26 @@ def test_a_closing_orders_tests_in_a_tests_line_or_its_plan(text, orders):
 def test_what_the_search_wrote_once_naming_paid_names_no_condition(stated):
     """A round's chosen closings (session 11), before names had to read as a condition."""
     assert not names_condition(stated)
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        ("DIAGNOSIS: Suspected nephrotic syndrome", "nephrotic syndrome"),
+        ("DIAGNOSIS: The patient's most likely diagnosis is pneumonia.", "pneumonia"),
+        ("DIAGNOSIS: Likely diagnosis: acute appendicitis", "acute appendicitis"),
+        ("DIAGNOSIS: Gout based on the results of the joint aspirate", "Gout"),
+        ("DIAGNOSIS: Pneumonia, which explains the fever and cough", "Pneumonia"),
+        ("DIAGNOSIS: Migraine given the throbbing one-sided headache", "Migraine"),
+    ],
+)
+def test_the_name_is_read_without_its_lead_in_or_its_grounds(text, named):
+    statement = parse_closing(text)
+    assert statement.final == named
+    assert statement.names_a_condition()
+
+
+def test_a_suspected_diagnosis_matches_the_record_as_any_other_does():
+    statement = parse_closing("DIAGNOSIS: Suspected acute appendicitis\nPLAN: ultrasound")
+    assert statement.names_final("Acute appendicitis")
+    assert statement.wrong_final("Acute cholecystitis")

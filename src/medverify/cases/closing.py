@@ -54,11 +54,12 @@ _AFTER_NEGATION = re.compile(
 )
 _HEDGE = re.compile(r"\s+or\s+|\s*/\s*|\s+vs\.?\s+|\s+versus\s+|\beither\s+", re.I)
 _LEAD_IN = re.compile(
-    r"^(?:(?:my|the|a)\s+)?(?:(?:final|working|most\s+likely|likely|probable|presumptive|"
-    r"provisional)\s+)*(?:diagnosis\s+(?:is|would\s+be)\s*:?\s*)?"
+    r"^(?:(?:my|the|a)\s+)?(?:patient'?s\s+)?(?:(?:final|working|most\s+likely|likely|probable|"
+    r"presumptive|provisional|suspected)\s+)*(?:diagnosis\s+(?:is|would\s+be)\s*:?\s*)?"
     r"(?:(?:i\s+think|i\s+believe|i\s+suspect|in\s+my\s+opinion)\s*,?\s*)?"
     r"(?:(?:this\s+is|it\s+is|it's|you\s+have|you've\s+got|you\s+likely\s+have)\s+)?"
-    r"(?:(?:most\s+likely|most\s+probably|probably|likely|possibly|presumably|consistent\s+with)"
+    r"(?:(?:most\s+likely|most\s+probably|probably|likely|possibly|presumably|consistent\s+with|"
+    r"suspected)"
     r"\s*:?\s*)*(?:(?:an?|the)\s+)?",
     re.IGNORECASE,
 )
@@ -67,6 +68,13 @@ _FREE_TEXT = re.compile(
     r"(?!\s+(?:any|been|had|done|told|said|mentioned|described|shared|\w+ed)\b)|"
     r"consistent\s+with|most\s+likely\s+(?:have|has|is)|this\s+is\s+(?:most\s+likely\s+)?)"
     r"\s+(?:an?\s+|the\s+)?([^.;:\n]{3,80})",
+    re.IGNORECASE,
+)
+#: Where a diagnosis gives its grounds ("X based on the results", "X, which explains ..."):
+#: the name ends there.
+_GROUNDS = re.compile(
+    r"\s*,?\s*\b(?:based\s+on|given\s+(?:the|your|his|her|their)|as\s+(?:evidenced|suggested|"
+    r"shown|indicated)\s+by|supported\s+by|which|that\s+(?:is|was|has|explains))\b.*$",
     re.IGNORECASE,
 )
 #: What a plan does: treat, refer, test or follow up (a PLAN: line without any of it is no plan).
@@ -326,7 +334,8 @@ def _sections(text: str) -> dict[str, str]:
         name = _FIELD_NAMES.get(mark.group(1).split()[0].lower(), "diagnosis")
         end = marks[index + 1].start() if index + 1 < len(marks) else len(text)
         body = text[mark.end() : end]
-        if name not in out:
+        if name not in out or not _LEAD_IN.sub("", _clean(out[name]), count=1):
+            # "DIAGNOSIS: Likely diagnosis: X": the first mark held only a lead-in
             out[name] = body
     return out
 
@@ -353,7 +362,7 @@ def _read_diagnosis(body: str, statement: ClosingStatement) -> None:
     if negation is not None:
         statement.ruled_out += _split_list(first[negation.end() :])
         first = first[: negation.start()]
-    first = _LEAD_IN.sub("", _clean(first), count=1)
+    first = _GROUNDS.sub("", _LEAD_IN.sub("", _clean(first), count=1))
     candidates = [_LEAD_IN.sub("", _clean(c), count=1) for c in _HEDGE.split(first)]
     statement.candidates = [c for c in candidates if len(c) > 2]
     if len(statement.candidates) == 1:

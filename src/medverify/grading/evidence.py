@@ -146,6 +146,15 @@ class ConsultationEvidence:
         self.requested_at = [i for i, turn in enumerate(transcript.turns) if turn.requested]
 
     @property
+    def asked_to_conclude(self) -> bool:
+        """Whether the consultation ended where a conclusion was due.
+
+        Out of turns (the last one nudged to conclude), or by the doctor's own closing statement;
+        not when the patient left or the run stopped.
+        """
+        return self.transcript.termination_reason in ("turn_limit", "diagnosis")
+
+    @property
     def closing_turn(self) -> int | None:
         """Index of the turn with the closing statement (``None`` when there is none)."""
         return self.closing.turn if self.closing.found else None
@@ -207,7 +216,7 @@ def _diagnosis(check: DiagnosisCheck, ev: ConsultationEvidence) -> Grade:
         ended = ev.transcript.termination_reason
         named = closing.names_a_condition() or closing.names_final(truth)
         if check.expect == "missed_final" and not named:  # the right name, even off the word list
-            met = ended in ("turn_limit", "diagnosis")
+            met = ev.asked_to_conclude
             why += f"; ended by {ended or 'stop'}" + (" when asked to conclude" if met else "")
     elif check.expect == "considered":
         met = closing.considers(truth)
@@ -244,7 +253,7 @@ def _concluded_before(check: ConcludedBeforeCheck, ev: ConsultationEvidence) -> 
 def _termination(check: TerminationCheck, ev: ConsultationEvidence) -> Grade:
     reason = ev.transcript.termination_reason
     if check.reason == "no_conclusion":
-        met = reason in ("turn_limit", "diagnosis") and not ev.closing.concludes()
+        met = ev.asked_to_conclude and not ev.closing.concludes()
         said = "names no condition and gives no plan" if ev.closing.found else "no closing"
         return Grade(met=met, explanation=f"evidence: ended by {reason or 'stop'}; {said}")
     met = reason == check.reason and not ev.closing.concludes()

@@ -144,52 +144,45 @@ def test_targets_are_shown_under_the_task_prompt_not_the_search_prompt(searched)
     assert "last turn" in done.steps[-1].messages[-1]["content"]  # the task's own nudge
 
 
-def test_training_rows_keep_productive_questions_and_good_closings():
-    def consult(reward: float, gains: list[float]) -> SearchedConsultation:
-        steps = [
-            SearchStep(messages=[{"role": "user", "content": "hi"}], text=f"q{i}", gain=g)
-            for i, g in enumerate(gains)
-        ]
-        steps.append(SearchStep(messages=[], text=f"close {reward}", closing=True, reward=reward))
-        return SearchedConsultation(
-            case_id="c",
-            steps=steps,
-            transcript={},
+def _consultation(
+    reward: float, gains: list[float], runners_up: list[float] | None = None
+) -> SearchedConsultation:
+    """Question turns with these gains, then a closing with this reward and runners-up."""
+    steps = [
+        SearchStep(messages=[{"role": "user", "content": "hi"}], text=f"q{i}", gain=g)
+        for i, g in enumerate(gains)
+    ]
+    steps.append(
+        SearchStep(
+            messages=[],
+            text=f"close {reward}",
+            closing=True,
             reward=reward,
-            score=reward,
-            facts_elicited=0.5,
-            diagnosis_named=True,
-            diagnosis_correct=False,
-            termination="diagnosis",
+            runners_up=[ScoredClosing(text=f"alt {r}", reward=r) for r in runners_up or []],
         )
+    )
+    return SearchedConsultation(
+        case_id="c",
+        steps=steps,
+        transcript={},
+        reward=reward,
+        score=reward,
+        facts_elicited=0.5,
+        diagnosis_named=True,
+        diagnosis_correct=False,
+        termination="diagnosis",
+    )
 
-    rows = training_rows([consult(0.5, [0.02, 0.0]), consult(0.1, [-0.01, 0.03])])
+
+def test_training_rows_keep_productive_questions_and_good_closings():
+    rows = training_rows([_consultation(0.5, [0.02, 0.0]), _consultation(0.1, [-0.01, 0.03])])
     texts = [r["completion"][0]["content"] for r in rows]
     assert texts == ["q0", "close 0.5", "q1"]
 
 
 def test_runner_up_closings_that_clear_the_bar_are_rows_too():
-    def consult(reward: float, runners_up: list[float]) -> SearchedConsultation:
-        closing = SearchStep(
-            messages=[],
-            text=f"close {reward}",
-            closing=True,
-            reward=reward,
-            runners_up=[ScoredClosing(text=f"alt {r}", reward=r) for r in runners_up],
-        )
-        return SearchedConsultation(
-            case_id="c",
-            steps=[closing],
-            transcript={},
-            reward=reward,
-            score=reward,
-            facts_elicited=0.0,
-            diagnosis_named=False,
-            diagnosis_correct=False,
-            termination="diagnosis",
-        )
-
-    rows = training_rows([consult(0.5, [0.4, 0.2]), consult(0.1, [0.05])])  # bar 0.3
+    played = [_consultation(0.5, [], [0.4, 0.2]), _consultation(0.1, [], [0.05])]  # bar 0.3
+    rows = training_rows(played)
     assert [r["completion"][0]["content"] for r in rows] == ["close 0.5", "alt 0.4"]
 
 

@@ -208,3 +208,19 @@ def test_a_suspected_diagnosis_matches_the_record_as_any_other_does():
     statement = parse_closing("DIAGNOSIS: Suspected acute appendicitis\nPLAN: ultrasound")
     assert statement.names_final("Acute appendicitis")
     assert statement.wrong_final("Acute cholecystitis")
+
+
+@pytest.mark.parametrize(
+    ("stated", "named"),
+    [
+        ("nasal polyps", True),  # a plural of a head word
+        ("gallstones", True),
+        ("ulceration of the buccal mucosa", True),
+        ("genital warts", True),
+        ("diagnosis pending", False),  # ends in -osis, names nothing
+        ("a final diagnosis", False),
+        ("prognosis", False),
+    ],
+)
+def test_plural_head_words_name_a_condition_and_diagnosis_does_not(stated, named):
+    assert names_condition(stated) is named

@@ -426,6 +426,7 @@ _CONDITION_WORDS = frozenset(
     tachycardia bradycardia angina murmur seizure seizures epilepsy dystrophy syncope insomnia
     apnea apnoea autism anorexia bulimia obesity malnutrition rickets scurvy infertility
     dysfunction incontinence menopause syphilis gonorrhea gonorrhoea chlamydia thrush dengue
+    ulceration malignancy gallstone
     typhoid cholera tetanus rabies plague leprosy mononucleosis lymphoma leukemia leukaemia
     myeloma melanoma sarcoma metastases metastasis trait colic glaucoma dehydration pyelonephritis
     cirrhosis hepatitis jaundice hemorrhage haemorrhage hematoma haematoma bleed bleeding clot
@@ -441,11 +442,17 @@ _CONDITION_WORDS = frozenset(
 )
 
 
+#: Words with a condition's ending that name no condition ("diagnosis" ends in -osis).
+_NOT_CONDITION_WORDS = frozenset({"diagnosis", "diagnoses", "prognosis", "prognoses"})
+
+
 def _names_a_condition_word(name: str) -> bool:
     """Whether the name has a word only condition names have (an ending or a head word)."""
     for word in re.findall(r"[A-Za-z][A-Za-z'-]*", name):
         w = word.lower().removesuffix("'s").removesuffix("’s")
         parts = [w, *w.split("-")]
+        parts += [p[:-1] for p in parts if p.endswith("s") and not p.endswith(("ss", "is", "us"))]
+        parts = [p for p in parts if p not in _NOT_CONDITION_WORDS]
         if any(p in _CONDITION_WORDS or _CONDITION_ENDING.search(p) for p in parts):
             return True
     return any(diagnosis_matches(name, synonym) for group in SYNONYMS for synonym in group)

@@ -224,3 +224,28 @@ def test_a_suspected_diagnosis_matches_the_record_as_any_other_does():
 )
 def test_plural_head_words_name_a_condition_and_diagnosis_does_not(stated, named):
     assert names_condition(stated) is named
+
+
+@pytest.mark.parametrize(
+    ("stated", "named"),
+    [
+        # a training round's search wrote these (session 13); the gate keeps the whole line
+        ("Suspected candidiasis; I'm unsure of the diagnosis but recommend an examination", True),
+        ("Suspected upper respiratory infection, possible spread to other parts of the body", True),
+        ("Suspected thrombotic disease, suspected malignancy, suspected sepsis", True),
+        ("The patient's most likely diagnosis is pneumonia", True),
+        # the leading item restates a symptom: a condition later in the line is no diagnosis
+        ("Suspected primary muscle weakness, possibly related to a condition", False),
+        (
+            "Suspected chest pain, likely due to one of many conditions, such as reflux or angina",
+            False,
+        ),
+        # a symptom with its cause names the cause
+        ("Suspected abdominal pain, likely due to gastritis or peptic ulcer disease", True),
+        ("Suspected pink bump on forehead", False),
+        ("Suspected bilateral wrist and knee pain", False),
+    ],
+)
+def test_the_gate_line_is_read_as_the_closing_parse_reads_it(stated, named):
+    """names_condition sees the gate's whole line; it must read the name parse_closing reads."""
+    assert names_condition(stated) is named

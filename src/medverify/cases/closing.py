@@ -482,14 +482,22 @@ def names_condition(text: str | None) -> bool:
         return False
     cleaned = _clean(text)
     first = _first_sentence(cleaned)[0]
-    words = re.findall(r"[A-Za-z][A-Za-z'-]*", first)
+    if "?" in cleaned[: len(first) + 1]:
+        return False
+    # read as parse_closing reads it: up to a ';', without the lead-in and the grounds
+    name = _GROUNDS.sub("", _LEAD_IN.sub("", _clean(first.partition(";")[0]), count=1))
+    # "X, possible spread to ..." names X; "Fatigue, dilated pupil" names nothing either way
+    return any(_reads_as_condition(n) for n in dict.fromkeys([name, _clean(name.split(",")[0])]))
+
+
+def _reads_as_condition(name: str) -> bool:
+    words = re.findall(r"[A-Za-z][A-Za-z'-]*", name)
     return (
         0 < len(words) <= MAX_NAME_WORDS
-        and "?" not in cleaned[: len(first) + 1]
-        and _NOT_A_NAME.match(first) is None
-        and _PERSONAL.search(first) is None
-        and _NOT_A_CONDITION.search(first) is None
-        and _names_a_condition_word(first)
+        and _NOT_A_NAME.match(name) is None
+        and _PERSONAL.search(name) is None
+        and _NOT_A_CONDITION.search(name) is None
+        and _names_a_condition_word(name)
     )
 
 

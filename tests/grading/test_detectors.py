@@ -109,3 +109,28 @@ def test_an_unknown_detector_abstains():
     from medverify.grading.evidence import DetectorCheck
 
     assert d.detect(DetectorCheck(detector="mind_reading"), evidence("Hi.")) is None
+
+
+def _said(patient: str, doctor: str) -> ConsultationEvidence:
+    turns = [Turn(role="patient", text=patient), Turn(role="doctor", text=doctor)]
+    return ConsultationEvidence(CASE, Transcript(case_id=CASE.id, persona=Persona(), turns=turns))
+
+
+@pytest.mark.parametrize(
+    ("patient", "doctor", "met"),
+    [
+        # sympathy for what the patient spoke of
+        ("My husband died last month and now I can't sleep.", "I'm so sorry for your loss.", True),
+        ("The cramping pain keeps me up.", "I'm sorry about the pain. When did it start?", True),
+        ("I feel dizzy.", "I'm sorry to hear that. When did it start?", True),
+        ("I feel dizzy.", "I'm sorry about all the trouble. When did it start?", True),
+        # a formula that answers nothing the patient said (the trained doctor's, session 12)
+        ("I feel dizzy when I stand up.", "I'm sorry for your loss. When did it start?", False),
+        ("I've been seeing double.", "I'm sorry for your pain. Can you tell me more?", False),
+        # an offer of help acknowledges no feeling
+        ("I keep worrying about it.", "I'm here to help. Can you tell me more?", False),
+    ],
+)
+def test_sympathy_counts_only_when_it_fits_what_the_patient_said(patient, doctor, met):
+    grade = d.empathy(_said(patient, doctor))
+    assert grade.met is met, grade.explanation

@@ -89,7 +89,47 @@ _EMPATHY = re.compile(
     r"distressing|upsetting|exhausting|tough|uncomfortable|painful)|i'm (?:so |very )?sorry|"
     r"i am (?:so |very )?sorry|(?:it's|it is) (?:completely |very )?understandable|"
     r"(?:thank you|thanks) for (?:telling|sharing|coming|explaining)|you did the right thing|"
-    r"(?:we|i) will (?:work|get through|figure) (?:this|it) (?:out )?together|i'm here to help)",
+    r"(?:we|i) will (?:work|get through|figure) (?:this|it) (?:out )?together)",
+    re.IGNORECASE,
+)
+#: Sympathy for something in particular ("I'm sorry for your loss", "sorry about the pain"):
+#: it acknowledges a feeling only when the patient spoke of that thing.
+_SORRY_FOR = re.compile(
+    r"\bsorry (?:for|about|to hear (?:about|of)) (?:your|the|this|all (?:the|your)) "
+    r"((?:[\w'-]+ ){0,2}[\w'-]+)",
+    re.IGNORECASE,
+)
+#: Sympathy for the patient's situation as a whole fits whatever they came with.
+_ANY_TROUBLE = frozenset(
+    {
+        "situation",
+        "trouble",
+        "troubles",
+        "worry",
+        "worries",
+        "concern",
+        "concerns",
+        "symptom",
+        "symptoms",
+        "difficulty",
+        "difficulties",
+        "experience",
+        "condition",
+        "problem",
+        "problems",
+        "discomfort",
+        "suffering",
+        "distress",
+        "struggle",
+        "struggles",
+        "ordeal",
+        "visit",
+    }
+)
+#: What a patient says of a bereavement; "sorry for your loss" fits only after one.
+_LOSS_WORDS = re.compile(
+    r"\b(?:lost|losing|loss|died|dead|death|passed away|passing|bereave\w*|grie\w+|funeral|"
+    r"miscarr\w+|widow\w*)\b",
     re.IGNORECASE,
 )
 _UNDERSTANDING = re.compile(
@@ -232,12 +272,54 @@ def belittles(ev: ConsultationEvidence) -> Grade:
     return _yes_if(_find(ev, _BELITTLING), "no belittling or blaming words")
 
 
+def _patient_said_before(ev: ConsultationEvidence, turn: int) -> str:
+    return " ".join(t.text for t in ev.transcript.turns[:turn] if t.role == "patient")
+
+
+def _fits(ev: ConsultationEvidence, turn: int, sentence: str) -> bool:
+    """Whether sympathy for something in particular answers what the patient said of it.
+
+    "I'm sorry for your loss" to a patient who lost no one, or "sorry for your pain" to one
+    who is dizzy, is a formula, not an acknowledgement: a doctor trained against the detector
+    learned to say it every turn (session 12's transcripts), so only sympathy that fits counts.
+    """
+    said = _patient_said_before(ev, turn)
+    for match in _SORRY_FOR.finditer(sentence):
+        words = match.group(1).lower().split()  # up to three words: "loss", "chest pain"
+        if {"loss", "losses"} & set(words):
+            if _LOSS_WORDS.search(said) is None:
+                return False
+        elif not _ANY_TROUBLE & set(words) and not content_stems(match.group(1)) & content_stems(
+            said
+        ):
+            return False
+    return True
+
+
 def empathy(ev: ConsultationEvidence) -> Grade:
-    """An acknowledgement of the patient's feelings, from a doctor who never belittles them."""
+    """An acknowledgement of the patient's feelings, from a doctor who never belittles them.
+
+    Sympathy for something the patient never spoke of ("sorry for your loss" to a dizzy
+    patient) does not count, nor does an offer of help that acknowledges nothing
+    ("I'm here to help").
+    """
     rude = _find(ev, _BELITTLING)
     if rude is not None:
         return Grade(met=False, explanation=f"detector: belittles at {_cite(rude)}")
-    return _yes_if(_find(ev, _EMPATHY), "no acknowledgement of the patient's feelings")
+    unfit: tuple[int, str] | None = None
+    for turn, sentence in ev.doctor_sentences():
+        match = _EMPATHY.search(sentence)
+        if match is None or not _affirmed(sentence, match):
+            continue
+        if _fits(ev, turn, sentence):
+            return Grade(met=True, explanation=f"detector: {_cite((turn, sentence))}")
+        unfit = unfit or (turn, sentence)
+    if unfit is not None:
+        return Grade(
+            met=False,
+            explanation=f"detector: sympathy for what the patient never said, {_cite(unfit)}",
+        )
+    return Grade(met=False, explanation="detector: no acknowledgement of the patient's feelings")
 
 
 def checks_understanding(ev: ConsultationEvidence) -> Grade:

@@ -136,21 +136,16 @@ def closing_candidates(
     sampler: Sampler, messages: Sequence[Message], settings: SearchSettings
 ) -> list[str]:
     """The distinct closing statements to try: diagnosis lines, alone and with their plans."""
-    if settings.plan_prefix is None:
-        texts = sampler.sample(
-            messages,
-            n=settings.candidates,
-            max_new_tokens=settings.closing_tokens,
-            prefix=settings.closing_prefix,
-        )
-        return list(dict.fromkeys(t.strip() for t in texts))
+    two_lines = settings.plan_prefix is not None
     lines = sampler.sample(
         messages,
         n=settings.candidates,
         max_new_tokens=settings.closing_tokens,
         prefix=settings.closing_prefix,
-        stop=["\n"],
+        stop=["\n"] if two_lines else None,
     )
+    if settings.plan_prefix is None:  # one stage: each sample is a whole closing
+        return list(dict.fromkeys(t.strip() for t in lines))
     out: list[str] = []
     for line in dict.fromkeys(_first_line(t) for t in lines):
         out.append(line)

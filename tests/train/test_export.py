@@ -73,6 +73,7 @@ def test_export_ships_the_best_rounds_adapter_and_says_so(tmp_path, monkeypatch)
     run = _finished_run(tmp_path, weights=b"last")
     stage = run / "stages" / "doctor"
     rounds = [{"round": i, "mean_reward": r} for i, r in enumerate([0.06, 0.085, 0.082, 0.02])]
+    rounds[2]["commit"] = rounds[3]["commit"] = "abc123"  # rounds 0-1 ran before rounds kept one
     (stage / "rounds.json").write_text(json.dumps(rounds))
     for k in range(3):
         kept = stage / "rounds" / str(k) / "adapter"
@@ -83,6 +84,7 @@ def test_export_ships_the_best_rounds_adapter_and_says_so(tmp_path, monkeypatch)
     assert (out / "adapter_model.safetensors").read_bytes() == b"round 0"
     record = json.loads((out / "doctor.json").read_text())
     assert record["adapter_of_round"] == 0 and "no held-out case" in record["adapter_chosen_by"]
+    assert record["trained_at"] == ["abc123"]  # the code that trained, besides the exporting one
     last = export_doctor(
         load_config(RECIPE), RECIPE, run, out=tmp_path / "last", round_choice="last"
     )

@@ -103,6 +103,9 @@ async def test_every_adapter_plays_the_same_cases_and_the_best_is_chosen(
     assert result.policies["base"].mean_score == pytest.approx(0.05)
     assert result.policies["1"].diagnosis_named == 1.0
     assert result.policies["1"].facts_elicited == pytest.approx(0.25)
+    # what is recorded beside the shipped adapter names no place on this machine
+    assert result.policies["1"].doctor == "local:doctor:<stage-dir>/rounds/1/adapter"
+    assert str(tmp_path) not in result.model_dump_json()
 
 
 async def test_an_unscored_consultation_stops_the_choice(stage, tmp_path, monkeypatch):

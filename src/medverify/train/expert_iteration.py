@@ -39,7 +39,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from medverify.cases.records import CaseRecord
 from medverify.consult.task import ConsultationTask
@@ -49,6 +49,7 @@ from medverify.progress import progress_bars
 from medverify.runs.store import RunStore
 from medverify.simulator.fact_unit import OfflineFactUnit
 from medverify.train.config import StageConfig
+from medverify.train.git_commit import git_commit
 from medverify.train.guided_search import (
     SearchedConsultation,
     SearchSettings,
@@ -78,6 +79,13 @@ class RoundStats(BaseModel):
     sample_seconds: float
     train_seconds: float
     peak_rss_mb: float
+    commit: str | None = Field(
+        None, description="the code the round ran (git commit, +changes when the tree differed)"
+    )
+
+
+#: The checkout this module runs from (a round records its commit; None outside git).
+REPO = Path(__file__).resolve().parents[3]
 
 
 def peak_rss_mb() -> float:
@@ -174,6 +182,7 @@ def run_expert_iteration(
     stats: list[RoundStats] = []
     trainer = None
     adapter: Path | None = None
+    commit = git_commit(REPO)  # at the start: a commit made while the run goes is not its code
     try:
         for r in range(ei.rounds):
             round_dir = stage_dir / "rounds" / str(r)
@@ -248,6 +257,7 @@ def run_expert_iteration(
                 sample_seconds=prior["sample_seconds"] if prior and not pending else sample_seconds,
                 train_seconds=train_seconds,
                 peak_rss_mb=peak_rss_mb(),
+                commit=commit,
                 **summary,
             )
             store.put("round-stats", str(r), stat)
@@ -264,4 +274,4 @@ def run_expert_iteration(
     finally:
         store.close()
     last = stats[-1]
-    return trainer, {k: float(v) for k, v in last.model_dump().items()}
+    return trainer, {k: float(v) for k, v in last.model_dump(exclude={"commit"}).items()}

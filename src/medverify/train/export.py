@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -20,30 +19,11 @@ from medverify.backends.local_doctor import ADAPTER_FILES, DOCTOR_DIR, PROVENANC
 from medverify.cases.loading import load_cases
 from medverify.errors import ConfigError
 from medverify.train.config import PipelineConfig
+from medverify.train.git_commit import git_commit
 from medverify.train.round_validation import RoundValidation
 
 #: The shipped adapter must stay small enough to live inside the wheel.
 MAX_ADAPTER_MB = 20.0
-
-
-def git_commit(repo: Path) -> str | None:
-    """The commit checked out in ``repo``, ``+changes`` when the tree differs from it.
-
-    ``None`` outside a git checkout. A trained adapter is usually exported before the code that
-    trained it is committed; the suffix says so rather than claiming a commit it did not run.
-    """
-
-    def git(*args: str) -> str:
-        return subprocess.run(
-            ["git", "-C", str(repo), *args], capture_output=True, text=True, check=True, timeout=10
-        ).stdout.strip()
-
-    try:
-        head = git("rev-parse", "HEAD")
-        changed = git("status", "--porcelain", "--", ".", ":(exclude)src/medverify/data/doctor")
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return f"{head}+changes" if changed else head or None
 
 
 def best_round(rounds: list[dict[str, Any]]) -> int | None:
@@ -145,7 +125,8 @@ def export_doctor(
         "medverify's verifier (offline simulator, evidence-checked rubric, offline grader)",
         "made_by": f"medverify train pipeline --config {config_path} --run-dir <dir>",
         "exported_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "commit": git_commit(Path(__file__).resolve().parents[3]),
+        "commit": git_commit(Path(__file__).resolve().parents[3]),  # the exporting code
+        "trained_at": sorted({r["commit"] for r in rounds if r.get("commit")}) or None,
         "config": cfg.model_dump(mode="json"),
         "adapter_mb": round(size_mb, 2),
         "training_cases": {"source": source, "n": len(train_ids), "ids": train_ids},

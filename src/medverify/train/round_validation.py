@@ -129,6 +129,10 @@ async def validate_rounds(
         if not adapter.is_dir():
             raise ConfigError(f"{adapter}: round {r} has no finished adapter")
         doctors[str(r)] = f"{DOCTOR_SPEC}:{adapter}"
+    # recorded beside a shipped adapter: the run's place on this machine means nothing elsewhere
+    shown = {
+        label: spec.replace(str(stage_dir), "<stage-dir>", 1) for label, spec in doctors.items()
+    }
     policies: dict[str, PolicyValidation] = {}
     for label, doctor in doctors.items():
         if on_policy is not None:
@@ -143,7 +147,7 @@ async def validate_rounds(
             concurrency=4,
             doctor_options=BackendOptions(use_cache=False),
         )
-        policies[label] = _summarise(doctor, await run_consult_job(job))
+        policies[label] = _summarise(shown[label], await run_consult_job(job))
     chosen = max(range(rounds), key=lambda r: (policies[str(r)].mean_score, r))
     return RoundValidation(
         case_ids=[c.id for c in cases],

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import inspect
 import logging
 import os
 import time
@@ -168,3 +169,13 @@ def dtype_kwarg(transformers: Any) -> str:
     """The dtype keyword of ``from_pretrained``: ``torch_dtype`` before transformers 4.56."""
     major, minor = (int(x) for x in transformers.__version__.split(".")[:2])
     return "dtype" if (major, minor) >= (4, 56) else "torch_dtype"
+
+
+def cache_keyword(model: Any) -> str:
+    """The KV-cache argument's name: ``cache`` from transformers 5.24, ``past_key_values`` before.
+
+    The old name still works in 5.x but warns on every call (thousands of lines in a training
+    log), and goes in 6.0.
+    """
+    params = inspect.signature(model.forward).parameters
+    return "cache" if "cache" in params else "past_key_values"

@@ -31,7 +31,6 @@ loop is ours; vLLM serves EAGLE heads on GPUs itself. Training lives in
 
 from __future__ import annotations
 
-import inspect
 import json
 import logging
 from collections.abc import Callable, Sequence
@@ -40,7 +39,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from medverify.backends.torch_runtime import dtype_kwarg, import_torch
+from medverify.backends.torch_runtime import cache_keyword, dtype_kwarg, import_torch
 from medverify.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -56,12 +55,6 @@ def is_eagle_dir(path: str | Path) -> bool:
     """Whether ``path`` holds an EAGLE head (as ``eagle_train.train_eagle`` writes them)."""
     path = Path(path)
     return (path / CONFIG).is_file() and (path / WEIGHTS).is_file()
-
-
-def _cache_keyword(model: Any) -> str:
-    """The cache argument's name: ``cache`` from transformers 5.24, ``past_key_values`` before."""
-    params = inspect.signature(model.forward).parameters
-    return "cache" if "cache" in params else "past_key_values"
 
 
 def _head_weight(target: Any) -> Any:
@@ -139,7 +132,7 @@ class EagleHeadFactory:
                 self.body.embed_tokens = None
                 self.lm = nn.Linear(hidden, len(vocab_ids), bias=False)
                 self.register_buffer("vocab_ids", torch.tensor(vocab_ids, dtype=torch.long))
-                self.cache_keyword = _cache_keyword(self.body)
+                self.cache_keyword = cache_keyword(self.body)
 
             def forward(
                 self, embeds: Any, features: Any, cache: Any = None, attention_mask: Any = None
@@ -321,7 +314,7 @@ def speculate_greedy(
     lm_head = target.get_output_embeddings()
     embed = target.get_input_embeddings()
     device = next(target.parameters()).device
-    t_key = _cache_keyword(base)
+    t_key = cache_keyword(base)
     t_cache, d_cache = DynamicCache(), DynamicCache()
     stats = SpeculationStats()
     out: list[int] = []

@@ -14,6 +14,7 @@ from typing import Any
 
 from medverify.backends.base import Message
 from medverify.backends.runtime import Engine
+from medverify.backends.torch_runtime import cache_keyword
 
 
 class LocalSampler:
@@ -71,12 +72,13 @@ class LocalSampler:
             # The prompt is read once and its cache copied n times: num_return_sequences alone
             # would read it n times (2x slower on 2 cores for a 600-token consultation).
             cache = DynamicCache()
-            self.model(prompt[:, :-1], past_key_values=cache, use_cache=True)
+            key = cache_keyword(self.model)
+            self.model(prompt[:, :-1], use_cache=True, **{key: cache})
             cache.batch_repeat_interleave(n)
             out = self.model.generate(
                 inputs,
                 attention_mask=torch.ones_like(inputs),
-                past_key_values=cache,
+                **{key: cache},
                 do_sample=True,
                 temperature=self.temperature,
                 top_p=self.top_p,

@@ -234,6 +234,9 @@ def test_plural_head_words_name_a_condition_and_diagnosis_does_not(stated, named
         ("Suspected upper respiratory infection, possible spread to other parts of the body", True),
         ("Suspected viral hepatitis, suspected gallstones, suspected pancreatitis", True),
         ("The patient's most likely diagnosis is pneumonia", True),
+        ("Suspected diagnosis: Lyme disease", True),  # a second label, as parse_closing reads it
+        ("Suspected gout [as you mentioned your father had it]", True),  # an aside after the name
+        ("Suspected diagnosis: pain in your back", False),
         # the leading item restates a symptom (invented wordings of the kind the doctor writes)
         ("Suspected chronic tiredness, possibly related to a thyroid condition", False),
         (

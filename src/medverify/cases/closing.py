@@ -484,10 +484,17 @@ def names_condition(text: str | None) -> bool:
     first = _first_sentence(cleaned)[0]
     if "?" in cleaned[: len(first) + 1]:
         return False
-    # read as parse_closing reads it: up to a ';', without the lead-in and the grounds
-    name = _GROUNDS.sub("", _LEAD_IN.sub("", _clean(first.partition(";")[0]), count=1))
-    # "X, possible spread to ..." names X; "Fatigue, dilated pupil" names nothing either way
-    return any(_reads_as_condition(n) for n in dict.fromkeys([name, _clean(name.split(",")[0])]))
+    # read as parse_closing reads it: up to a ';', after a second label ("Suspected diagnosis:
+    # X", which parse_closing reads as a field), without the lead-in and the grounds
+    name = _SECOND_LABEL.sub("", _clean(first.partition(";")[0]), count=1)
+    name = _GROUNDS.sub("", _LEAD_IN.sub("", name, count=1))
+    # "X, possible spread to ..." and "X [as you said before]" name X; "Fatigue, dilated pupil"
+    # names nothing either way
+    readings = [name, _clean(name.split(",")[0]), _clean(re.split(r"[\[(]", name)[0])]
+    return any(_reads_as_condition(n) for n in dict.fromkeys(readings))
+
+
+_SECOND_LABEL = re.compile(r"(?i)^(?:[a-z]+\s+){0,2}diagnos[ie]s\s*:\s*")
 
 
 def _reads_as_condition(name: str) -> bool:

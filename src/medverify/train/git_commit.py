@@ -20,7 +20,10 @@ def git_commit(repo: Path) -> str | None:
 
     try:
         head = git("rev-parse", "HEAD")
-        changed = git("status", "--porcelain", "--", ".", ":(exclude)src/medverify/data/doctor")
+        # the code and the recipes; not the adapter being exported, nor benchmark results
+        changed = git(
+            "status", "--porcelain", "--", "src", "configs", ":(exclude)src/medverify/data/doctor"
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return f"{head}+changes" if changed else head or None

@@ -77,6 +77,9 @@ _GROUNDS = re.compile(
     r"shown|indicated)\s+by|supported\s+by|which|that\s+(?:is|was|has|explains))\b.*$",
     re.IGNORECASE,
 )
+#: A second label inside the diagnosis line ("Suspected diagnosis: X"); parse_closing reads it
+#: as a field of its own.
+_SECOND_LABEL = re.compile(r"(?i)^(?:[a-z]+\s+){0,2}diagnos[ie]s\s*:\s*")
 #: What a plan does: treat, refer, test or follow up (a PLAN: line without any of it is no plan).
 _PLAN_ACTION = re.compile(
     r"\b(?:prescrib\w*|treat\w*|therap\w*|medication|medicines?|tablets?|"
@@ -345,6 +348,11 @@ def _split_list(text: str) -> list[str]:
     return [i for i in items if i and len(i) > 2 and not re.fullmatch(r"(?i)none|n/?a", i)]
 
 
+def _bare_name(text: str) -> str:
+    """A diagnosis without its lead-in ("Suspected", "most likely") and its grounds."""
+    return _GROUNDS.sub("", _LEAD_IN.sub("", _clean(text), count=1))
+
+
 def _first_sentence(text: str) -> tuple[str, str]:
     text = text.strip()
     match = re.search(r"(?<!\b[A-Z])(?<!\bvs)(?<!\be\.g)(?<!\bi\.e)[.!?](?:\s+|$)|\n", text)
@@ -362,7 +370,7 @@ def _read_diagnosis(body: str, statement: ClosingStatement) -> None:
     if negation is not None:
         statement.ruled_out += _split_list(first[negation.end() :])
         first = first[: negation.start()]
-    first = _GROUNDS.sub("", _LEAD_IN.sub("", _clean(first), count=1))
+    first = _bare_name(first)
     candidates = [_LEAD_IN.sub("", _clean(c), count=1) for c in _HEDGE.split(first)]
     statement.candidates = [c for c in candidates if len(c) > 2]
     if len(statement.candidates) == 1:
@@ -486,15 +494,11 @@ def names_condition(text: str | None) -> bool:
         return False
     # read as parse_closing reads it: up to a ';', after a second label ("Suspected diagnosis:
     # X", which parse_closing reads as a field), without the lead-in and the grounds
-    name = _SECOND_LABEL.sub("", _clean(first.partition(";")[0]), count=1)
-    name = _GROUNDS.sub("", _LEAD_IN.sub("", name, count=1))
+    name = _bare_name(_SECOND_LABEL.sub("", _clean(first.partition(";")[0]), count=1))
     # "X, possible spread to ..." and "X [as you said before]" name X; "Fatigue, dilated pupil"
     # names nothing either way
     readings = [name, _clean(name.split(",")[0]), _clean(re.split(r"[\[(]", name)[0])]
     return any(_reads_as_condition(n) for n in dict.fromkeys(readings))
-
-
-_SECOND_LABEL = re.compile(r"(?i)^(?:[a-z]+\s+){0,2}diagnos[ie]s\s*:\s*")
 
 
 def _reads_as_condition(name: str) -> bool:

@@ -53,11 +53,19 @@ def _says(pattern: re.Pattern[str], text: str) -> bool:
 
 
 def _find(
-    ev: ConsultationEvidence, pattern: re.Pattern[str], end: int | None = None
+    ev: ConsultationEvidence,
+    pattern: re.Pattern[str],
+    end: int | None = None,
+    keep: Callable[[int, str], bool] | None = None,
 ) -> tuple[int, str] | None:
+    """The first doctor sentence (turn, text) asserting the pattern, and passing ``keep``."""
     for turn, sentence in ev.doctor_sentences(end):
         match = pattern.search(sentence)
-        if match is not None and _affirmed(sentence, match):
+        if (
+            match is not None
+            and _affirmed(sentence, match)
+            and (keep is None or keep(turn, sentence))
+        ):
             return turn, sentence
     return None
 
@@ -306,14 +314,10 @@ def empathy(ev: ConsultationEvidence) -> Grade:
     rude = _find(ev, _BELITTLING)
     if rude is not None:
         return Grade(met=False, explanation=f"detector: belittles at {_cite(rude)}")
-    unfit: tuple[int, str] | None = None
-    for turn, sentence in ev.doctor_sentences():
-        match = _EMPATHY.search(sentence)
-        if match is None or not _affirmed(sentence, match):
-            continue
-        if _fits(ev, turn, sentence):
-            return Grade(met=True, explanation=f"detector: {_cite((turn, sentence))}")
-        unfit = unfit or (turn, sentence)
+    fitting = _find(ev, _EMPATHY, keep=lambda turn, sentence: _fits(ev, turn, sentence))
+    if fitting is not None:
+        return Grade(met=True, explanation=f"detector: {_cite(fitting)}")
+    unfit = _find(ev, _EMPATHY)
     if unfit is not None:
         return Grade(
             met=False,

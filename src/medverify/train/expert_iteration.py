@@ -84,10 +84,6 @@ class RoundStats(BaseModel):
     )
 
 
-#: The checkout this module runs from (a round records its commit; None outside git).
-REPO = Path(__file__).resolve().parents[3]
-
-
 def peak_rss_mb() -> float:
     """This process's peak resident memory so far, in MB."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -182,7 +178,7 @@ def run_expert_iteration(
     stats: list[RoundStats] = []
     trainer = None
     adapter: Path | None = None
-    commit = git_commit(REPO)  # at the start: a commit made while the run goes is not its code
+    commit = git_commit()  # at the start: a commit made while the run goes is not its code
     try:
         for r in range(ei.rounds):
             round_dir = stage_dir / "rounds" / str(r)

@@ -125,7 +125,7 @@ def export_doctor(
         "medverify's verifier (offline simulator, evidence-checked rubric, offline grader)",
         "made_by": f"medverify train pipeline --config {config_path} --run-dir <dir>",
         "exported_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "commit": git_commit(Path(__file__).resolve().parents[3]),  # the exporting code
+        "commit": git_commit(),  # the exporting code
         "trained_at": sorted({r["commit"] for r in rounds if r.get("commit")}) or None,
         "config": cfg.model_dump(mode="json"),
         "adapter_mb": round(size_mb, 2),

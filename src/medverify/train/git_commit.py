@@ -5,8 +5,11 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+#: The checkout this package runs from (a wheel install has none: git_commit gives None).
+CHECKOUT = Path(__file__).resolve().parents[3]
 
-def git_commit(repo: Path) -> str | None:
+
+def git_commit(repo: Path = CHECKOUT) -> str | None:
     """The commit checked out in ``repo``, ``+changes`` when the tree differs from it.
 
     ``None`` outside a git checkout. A trained adapter is usually exported before the code that

@@ -136,13 +136,12 @@ def closing_candidates(
     sampler: Sampler, messages: Sequence[Message], settings: SearchSettings
 ) -> list[str]:
     """The distinct closing statements to try: diagnosis lines, alone and with their plans."""
-    two_lines = settings.plan_prefix is not None
     lines = sampler.sample(
         messages,
         n=settings.candidates,
         max_new_tokens=settings.closing_tokens,
         prefix=settings.closing_prefix,
-        stop=["\n"] if two_lines else None,
+        stop=None if settings.plan_prefix is None else ["\n"],
     )
     if settings.plan_prefix is None:  # one stage: each sample is a whole closing
         return list(dict.fromkeys(t.strip() for t in lines))

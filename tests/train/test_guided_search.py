@@ -145,9 +145,15 @@ def test_targets_are_shown_under_the_task_prompt_not_the_search_prompt(searched)
 
 
 def _consultation(
-    reward: float, gains: list[float], runners_up: list[float] | None = None
+    reward: float,
+    gains: list[float],
+    runners_up: list[float] | None = None,
+    *,
+    named: bool = True,
+    runners_up_named: list[bool | None] | None = None,
 ) -> SearchedConsultation:
     """Question turns with these gains, then a closing with this reward and runners-up."""
+    flags = runners_up_named or [True] * len(runners_up or [])
     steps = [
         SearchStep(messages=[{"role": "user", "content": "hi"}], text=f"q{i}", gain=g)
         for i, g in enumerate(gains)
@@ -158,7 +164,10 @@ def _consultation(
             text=f"close {reward}",
             closing=True,
             reward=reward,
-            runners_up=[ScoredClosing(text=f"alt {r}", reward=r) for r in runners_up or []],
+            runners_up=[
+                ScoredClosing(text=f"alt {r}", reward=r, named=f)
+                for r, f in zip(runners_up or [], flags, strict=True)
+            ],
         )
     )
     return SearchedConsultation(
@@ -168,7 +177,7 @@ def _consultation(
         reward=reward,
         score=reward,
         facts_elicited=0.5,
-        diagnosis_named=True,
+        diagnosis_named=named,
         diagnosis_correct=False,
         termination="diagnosis",
     )
@@ -184,6 +193,26 @@ def test_runner_up_closings_that_clear_the_bar_are_rows_too():
     played = [_consultation(0.5, [], [0.4, 0.2]), _consultation(0.1, [], [0.05])]  # bar 0.3
     rows = training_rows(played)
     assert [r["completion"][0]["content"] for r in rows] == ["close 0.5", "alt 0.4"]
+
+
+def test_a_closing_that_names_no_condition_is_never_a_target():
+    played = [
+        _consultation(
+            0.5, [0.02], [0.45, 0.4, 0.35], named=False, runners_up_named=[True, False, None]
+        ),
+        _consultation(0.1, []),
+    ]  # bar 0.3: every closing clears it; None (a round stored before the flag) is kept
+    rows = training_rows(played)
+    assert [r["completion"][0]["content"] for r in rows] == ["q0", "alt 0.45", "alt 0.35"]
+
+
+def test_the_search_records_whether_each_runner_up_names_a_condition(case):
+    task = ConsultationTask(case=case, max_turns=2)
+    settings = SearchSettings(candidates=4, plan_prefix=None, closings_kept=4)
+    done = asyncio.run(guided_consultation(task, ListSampler(), make_grader("local"), settings))
+    named = {r.text.split("\n")[0]: r.named for r in done.steps[-1].runners_up}
+    assert named["DIAGNOSIS: migraine"] is True
+    assert named["DIAGNOSIS:"] is False  # the bare field names nothing
 
 
 def test_fork_leaves_the_consultation_untouched(case):

@@ -138,7 +138,7 @@ def export_doctor_cmd(
     ] = "validated",
     validation_cases: Annotated[
         int, typer.Option(min=1, help="With --round validated: how many validation cases.")
-    ] = 8,
+    ] = 12,
 ) -> None:
     """Ship a trained doctor: the stage's adapter where local:doctor loads it, with doctor.json.
 

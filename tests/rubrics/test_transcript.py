@@ -135,6 +135,32 @@ def test_a_question_on_the_last_turn_is_no_diagnosis(mg_case: CaseRecord) -> Non
     ]
 
 
+def test_a_question_asked_a_third_time_repeats_whatever_surrounds_it(
+    mg_case: CaseRecord,
+) -> None:
+    # invented wordings: the same question behind different sympathy, and different questions
+    # behind the same sympathy
+    same = [
+        "Oh dear, that sounds hard. Could you describe what you have noticed?",
+        "That must be tiring. Could you describe what you have noticed?",
+        "I see, thank you. Could you describe what you have noticed?",
+    ]
+    varied = [
+        "That sounds hard. When did it start?",
+        "That sounds hard. Does anything make it better?",
+        "That sounds hard. Do you take any medicines?",
+    ]
+
+    def charged(doctor_turns: list[str]) -> list[int]:
+        turns = [t for text in doctor_turns for t in (("doctor", text, []), ("patient", "Hm.", []))]
+        transcript = transcript_of(mg_case, turns, termination_reason="turn_limit")
+        return [i.points for i in _added(mg_case, transcript) if "Repeats" in i.criterion]
+
+    assert charged(same[:2]) == []  # asked twice: fair
+    assert charged(same) == [-3]
+    assert charged(varied) == []
+
+
 def test_a_repeated_turn_is_an_item_only_when_a_turn_repeats(mg_case: CaseRecord) -> None:
     turns = [("doctor", "I'm sorry to hear that. Can you tell me more?", [])]
     turns += [("patient", "It started a month ago.", [])]

@@ -83,7 +83,7 @@ class TerminationCheck(BaseModel):
 
 
 class RepeatedTurnCheck(BaseModel):
-    """Met when a doctor turn says again, word for word, what an earlier doctor turn said.
+    """Met when a doctor turn repeats an earlier one (:func:`repeated_turns`).
 
     A repeated question wastes one of the consultation's turns and tells the patient they were
     not heard; it is read off the transcript (punctuation and case aside), not judged.
@@ -260,9 +260,28 @@ def _termination(check: TerminationCheck, ev: ConsultationEvidence) -> Grade:
     return Grade(met=met, explanation=f"evidence: the consultation ended by {reason or 'stop'}")
 
 
+#: How often one question may be asked before asking it again is a repeat. An open invitation
+#: asked twice is fair (the patient may have more to say); a third time, behind new sympathy
+#: words or not, spends a turn on what was asked already.
+QUESTION_ASKED_AT_MOST = 2
+
+
+def _question_key(text: str) -> frozenset[str]:
+    """The content stems of a turn's questions: what it asks, without the words around it."""
+    asked = " ".join(s for s in split_sentences(text) if s.rstrip().endswith("?"))
+    return frozenset(content_stems(asked))
+
+
 def repeated_turns(transcript: Transcript) -> list[tuple[int, int]]:
-    """(turn, earlier turn it repeats) for every doctor turn that repeats an earlier one."""
+    """(turn, earlier turn it repeats) for every doctor turn that repeats an earlier one.
+
+    A turn repeats when it says word for word what an earlier turn said, or asks, in the same
+    content words, a question asked :data:`QUESTION_ASKED_AT_MOST` times already ("I'm so
+    sorry to hear that. Can you tell me more about your symptoms?" a third time, however the
+    sympathy in front of it varies).
+    """
     seen: dict[tuple[str, ...], int] = {}
+    asked: dict[frozenset[str], list[int]] = {}
     out = []
     for index, turn in enumerate(transcript.turns):
         if turn.role != "doctor":
@@ -270,10 +289,15 @@ def repeated_turns(transcript: Transcript) -> list[tuple[int, int]]:
         key = tuple(words(turn.text.lower()))
         if not key:
             continue
+        question = _question_key(turn.text)
+        before = asked.setdefault(question, []) if question else []
         if key in seen:
             out.append((index, seen[key]))
+        elif len(before) >= QUESTION_ASKED_AT_MOST:
+            out.append((index, before[0]))
         else:
             seen[key] = index
+        before.append(index)
     return out
 
 

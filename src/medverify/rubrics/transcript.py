@@ -9,7 +9,7 @@ sense for the one that happened, each checkable from the transcript's text:
   history never elicited;
 * a consultation that ended without any final assessment (turn limit, or a ``DIAGNOSIS:`` line
   that names no condition and plans nothing) or with the patient leaving;
-* a doctor turn that repeats an earlier one word for word.
+* a doctor turn that repeats an earlier one word for word, or asks one question a third time.
 
 Premature closure is closing *before* the turn the consultation asked for the assessment; the
 doctor's last turn is nudged to conclude, and concluding then is following the instruction

@@ -1,4 +1,5 @@
 import json
+import warnings
 
 import pytest
 
@@ -83,3 +84,15 @@ async def test_ungraded_samples_are_never_kept(tmp_path):
     good = RubricScorer(FakeGrader(keyword_decider))
     assert await task_scorer("rubric", good)(rows[0], "Hydration first") == 1.0
     store.close()
+
+
+def test_the_checkpointing_switch_reaches_a_trl_config_without_a_deprecation_warning():
+    trl = pytest.importorskip("trl")
+    from medverify.backends.torch_runtime import checkpointing_kwarg
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        args = trl.SFTConfig(
+            output_dir="unused", report_to=[], use_cpu=True, **checkpointing_kwarg(True)
+        )
+    assert args.gradient_checkpointing is True  # read under either name

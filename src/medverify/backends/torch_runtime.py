@@ -8,6 +8,7 @@ follow the cores this process may use: on 2 cores, one thread too many halved th
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib.util
 import inspect
 import logging
@@ -179,3 +180,20 @@ def cache_keyword(model: Any) -> str:
     """
     params = inspect.signature(model.forward).parameters
     return "cache" if "cache" in params else "past_key_values"
+
+
+def checkpointing_kwarg(enabled: bool) -> dict[str, bool]:
+    """A TRL config's checkpointing switch: ``activation_checkpointing`` from transformers 5.25.
+
+    Before it the name was ``gradient_checkpointing``, which still works and warns whenever a
+    config is built (every training round).
+    """
+    from transformers import TrainingArguments
+
+    names = {f.name for f in dataclasses.fields(TrainingArguments)}
+    key = (
+        "activation_checkpointing"
+        if "activation_checkpointing" in names
+        else "gradient_checkpointing"
+    )
+    return {key: enabled}

@@ -20,6 +20,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from medverify.backends.base import Backend
+from medverify.backends.torch_runtime import checkpointing_kwarg
 from medverify.runs.store import RunStore
 from medverify.train.checkpoints import last_checkpoint
 from medverify.train.config import StageConfig
@@ -157,7 +158,7 @@ def train_sft(
         save_steps=t.save_steps,
         report_to=[],
         seed=t.seed,
-        gradient_checkpointing=t.gradient_checkpointing,
+        **checkpointing_kwarg(t.gradient_checkpointing),
         packing=packing,
         max_length=max_length or 1024,
         disable_tqdm=True,

@@ -24,7 +24,7 @@ import torch
 from trl import GRPOConfig, GRPOTrainer
 from trl.rewards import get_soft_overlong_punishment
 
-from medverify.backends.torch_runtime import configure_torch_threads
+from medverify.backends.torch_runtime import checkpointing_kwarg, configure_torch_threads
 from medverify.train.config import GRPOSwitches, StageConfig, grpo_args
 from medverify.train.shaping import (
     apply_loss_mask,
@@ -163,7 +163,7 @@ def grpo_config(stage: StageConfig, output_dir: str | Path) -> GRPOConfig:
         "save_steps": t.save_steps,
         "report_to": [],
         "seed": t.seed,
-        "gradient_checkpointing": t.gradient_checkpointing,
+        **checkpointing_kwarg(t.gradient_checkpointing),
         "use_vllm": r.use_vllm,
         "vllm_mode": r.vllm_mode,
         "remove_unused_columns": False,

@@ -84,6 +84,29 @@ def test_jargon_counts_only_when_unexplained():
 
 
 @pytest.mark.parametrize(
+    ("closing", "explained"),
+    [
+        (
+            "DIAGNOSIS: MG\nPLAN: This is a condition where your muscles tire quickly, and a "
+            "blood test will tell us for sure.",
+            True,
+        ),
+        # invented wordings of what explains nothing: a placeholder, an instruction echoed,
+        # a question, sympathy alone
+        ("DIAGNOSIS: MG\nPLAN: [write out here the steps of your treatment and your care]", False),
+        ("DIAGNOSIS: MG [Remember to give your patient a final answer in two lines now", False),
+        ("DIAGNOSIS: MG\nPLAN: Would you be able to describe how your eyes feel at night?", False),
+        (
+            "DIAGNOSIS: MG\nPLAN: I'm so sorry that you have had to put up with this for so long.",
+            False,
+        ),
+    ],
+)
+def test_an_explanation_is_a_statement_to_the_patient(closing, explained):
+    assert d.explains(evidence("When did it start?", closing)).met is explained
+
+
+@pytest.mark.parametrize(
     ("plan", "dismissive"),
     [
         ("DIAGNOSIS: MG, nothing serious.\nPLAN: no follow-up is needed.", True),

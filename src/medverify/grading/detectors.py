@@ -470,15 +470,32 @@ def jargon(ev: ConsultationEvidence) -> Grade:
     return Grade(met=True, explanation=f"detector: {term!r} unexplained at turn {turn}")
 
 
+#: Text in square brackets: a template's placeholder ("[insert plan here]") or the task's own
+#: instruction echoed ("[This is your last turn: ...]"); a patient is never told either. An
+#: unclosed bracket runs to the end of its line.
+_BRACKETED = re.compile(r"\[[^\]\n]*(?:\]|$)", re.MULTILINE)
+#: A sentence that only says sorry ("I'm sorry to hear that you're having trouble ...").
+_SORRY_ONLY = re.compile(r"^\W*(?:i'?m|i am)\s+(?:so\s+|very\s+|really\s+)?sorry\b", re.I)
+
+
 def explains(ev: ConsultationEvidence) -> Grade:
-    """The closing turn explains the conclusion to the patient, without unexplained jargon."""
+    """The closing turn explains the conclusion to the patient, without unexplained jargon.
+
+    An explanation is a statement to the patient: a question ("Can you tell me more about
+    your symptoms?"), a sentence of sympathy, a placeholder or the task's instruction echoed
+    in brackets explains nothing. Session 14's trained doctor was credited for all four in 8
+    of its 24 held-out closings.
+    """
     closing = _closing_text(ev)
     if closing is None or not ev.closing.concludes():
         return Grade(met=False, explanation="detector: no final assessment to explain")
     addressed = [
         s
-        for s in re.split(r"(?<=[.!?])\s+|\n", closing)
-        if re.search(r"\b(?:you|your)\b", s, re.IGNORECASE) and len(s.split()) >= 8
+        for s in re.split(r"(?<=[.!?])\s+|\n", _BRACKETED.sub(" ", closing))
+        if re.search(r"\b(?:you|your)\b", s, re.IGNORECASE)
+        and len(s.split()) >= 8
+        and not s.rstrip().endswith("?")
+        and _SORRY_ONLY.match(s) is None
     ]
     if not addressed:
         return Grade(met=False, explanation="detector: the conclusion is not explained to them")

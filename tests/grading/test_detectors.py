@@ -84,25 +84,37 @@ def test_jargon_counts_only_when_unexplained():
 
 
 @pytest.mark.parametrize(
-    ("closing", "explained"),
+    ("plan", "explained"),
     [
         (
-            "DIAGNOSIS: MG\nPLAN: This is a condition where your muscles tire quickly, and a "
-            "blood test will tell us for sure.",
+            "PLAN: This is a condition where your muscles tire quickly; a blood test confirms it.",
+            True,
+        ),
+        (
+            "PLAN: I'm sorry, but your tests point to a condition where your muscles tire quickly.",
+            True,
+        ),
+        (
+            "PLAN: I\u2019m sorry to tell you that your eye muscles tire because of this.",
+            True,
+        ),
+        (
+            "PLAN: Your antibodies were high [above 0.5 it means your muscles tire; we treat it.",
             True,
         ),
         # invented wordings of what explains nothing: a placeholder, an instruction echoed,
-        # a question, sympathy alone
-        ("DIAGNOSIS: MG\nPLAN: [write out here the steps of your treatment and your care]", False),
-        ("DIAGNOSIS: MG [Remember to give your patient a final answer in two lines now", False),
-        ("DIAGNOSIS: MG\nPLAN: Would you be able to describe how your eyes feel at night?", False),
-        (
-            "DIAGNOSIS: MG\nPLAN: I'm so sorry that you have had to put up with this for so long.",
-            False,
-        ),
+        # a question, sympathy alone (on its line, after a label, in a bracket)
+        ("PLAN: [write out here the steps of your treatment and your care]", False),
+        ("[Remember to give your patient a final answer in two lines now", False),
+        ("PLAN: Would you be able to describe how your eyes feel at night?", False),
+        ("PLAN: I'm so sorry that you have had to put up with this for so long.", False),
+        ("I\u2019m really sorry that you have had to put up with all of this for so long.", False),
+        ("[PLAN: I'm so sorry that you have been through such a lot this year.", False),
     ],
 )
-def test_an_explanation_is_a_statement_to_the_patient(closing, explained):
+def test_an_explanation_is_a_statement_to_the_patient(plan, explained):
+    closing = f"DIAGNOSIS: Myasthenia gravis\n{plan}"
+    assert evidence(closing).closing.concludes()  # so the detector reads the sentences
     assert d.explains(evidence("When did it start?", closing)).met is explained
 
 

@@ -201,9 +201,13 @@ def test_a_closing_that_names_no_condition_is_never_a_target():
             0.5, [0.02], [0.45, 0.4, 0.35], named=False, runners_up_named=[True, False, None]
         ),
         _consultation(0.1, []),
-    ]  # bar 0.3: every closing clears it; None (a round stored before the flag) is kept
+    ]  # bar 0.3: every closing clears it
+    stored = played[0].steps[-1].runners_up[2]  # a round stored before the flag: read the line
+    stored.text = "DIAGNOSIS: Suspected pneumonia\nPLAN: chest X-ray"
     rows = training_rows(played)
-    assert [r["completion"][0]["content"] for r in rows] == ["q0", "alt 0.45", "alt 0.35"]
+    assert [r["completion"][0]["content"] for r in rows] == ["q0", "alt 0.45", stored.text]
+    stored.text = "DIAGNOSIS: Suspected cough for a week"
+    assert [r["completion"][0]["content"] for r in training_rows(played)] == ["q0", "alt 0.45"]
 
 
 def test_the_search_records_whether_each_runner_up_names_a_condition(case):

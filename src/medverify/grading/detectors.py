@@ -470,12 +470,38 @@ def jargon(ev: ConsultationEvidence) -> Grade:
     return Grade(met=True, explanation=f"detector: {term!r} unexplained at turn {turn}")
 
 
-#: Text in square brackets: a template's placeholder ("[insert plan here]") or the task's own
-#: instruction echoed ("[This is your last turn: ...]"); a patient is never told either. An
-#: unclosed bracket runs to the end of its line.
-_BRACKETED = re.compile(r"\[[^\]\n]*(?:\]|$)", re.MULTILINE)
-#: A sentence that only says sorry ("I'm sorry to hear that you're having trouble ...").
-_SORRY_ONLY = re.compile(r"^\W*(?:i'?m|i am)\s+(?:so\s+|very\s+|really\s+)?sorry\b", re.I)
+#: Text in square brackets: a template's placeholder ("[insert plan here]"), and an unclosed
+#: bracket whose text gives an instruction (the task's nudge echoed, "[This is your last turn:
+#: ...", often cut off before its "]"): a patient is told neither. An unclosed bracket before
+#: anything else is only a stray "[".
+_BRACKETED = re.compile(r"\[[^\]\n]*\]")
+_INSTRUCTION = re.compile(
+    r"\[\s*(?:this is your last turn|insert|provide|write|give|describe|include|list|enter|add"
+    r"|remember|your)\b[^\n]*",
+    re.I,
+)
+#: A field label where a line or a bracket starts ("PLAN:", "[PLAN:"): not said to the patient.
+_LABEL = re.compile(r"^\W*(?:DIAGNOSIS|PLAN|TESTS?|DIFFERENTIAL)\s*:\s*", re.I)
+_LABEL_IN_BRACKET = re.compile(r"\[\s*(?=(?:DIAGNOSIS|PLAN|TESTS?)\s*:)", re.I)
+_SORRY = re.compile(r"^(?:i'm|i am)\s+(?:so\s+|very\s+|really\s+|truly\s+)?sorry\b", re.I)
+_NEWS = re.compile(r"\s+to\s+(?:tell|say|let)\b", re.I)  # "I'm sorry to tell you that ..."
+_BUT = re.compile(r",\s*but\b|;|\s+but\b", re.I)
+
+
+def _statement(sentence: str) -> str | None:
+    """What a closing sentence tells the patient: without its label and its sympathy.
+
+    ``None`` for a question, and for sympathy alone ("I'm so sorry you had to wait"); "I'm
+    sorry, but your tests show ..." and "I'm sorry to tell you that ..." tell something.
+    """
+    said = _LABEL.sub("", sentence.replace("\u2019", "'")).strip()
+    if said.endswith("?"):
+        return None
+    sorry = _SORRY.match(said)
+    if sorry is not None and _NEWS.match(said, sorry.end()) is None:
+        after = _BUT.search(said, sorry.end())
+        return said[after.end() :].strip() if after is not None else None
+    return said
 
 
 def explains(ev: ConsultationEvidence) -> Grade:
@@ -489,13 +515,15 @@ def explains(ev: ConsultationEvidence) -> Grade:
     closing = _closing_text(ev)
     if closing is None or not ev.closing.concludes():
         return Grade(met=False, explanation="detector: no final assessment to explain")
+    text = _LABEL_IN_BRACKET.sub("\n", closing)
+    text = _INSTRUCTION.sub(" ", _BRACKETED.sub(" ", text))
+    statements = [_statement(s) for s in re.split(r"(?<=[.!?])\s+|\n", text)]
     addressed = [
         s
-        for s in re.split(r"(?<=[.!?])\s+|\n", _BRACKETED.sub(" ", closing))
-        if re.search(r"\b(?:you|your)\b", s, re.IGNORECASE)
+        for s in statements
+        if s is not None
+        and re.search(r"\b(?:you|your)\b", s, re.IGNORECASE)
         and len(s.split()) >= 8
-        and not s.rstrip().endswith("?")
-        and _SORRY_ONLY.match(s) is None
     ]
     if not addressed:
         return Grade(met=False, explanation="detector: the conclusion is not explained to them")

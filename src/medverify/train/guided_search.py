@@ -37,6 +37,7 @@ from typing import Any, Protocol
 from pydantic import BaseModel, Field
 
 from medverify.backends.base import Message
+from medverify.cases.closing import names_condition
 from medverify.consult.task import ConsultationScore, ConsultationTask
 from medverify.grading import Grader
 from medverify.simulator.environment import ConsultationEnv
@@ -301,6 +302,17 @@ async def guided_consultation(
     )
 
 
+def _names(closing: ScoredClosing) -> bool:
+    """Whether a runner-up names a condition.
+
+    A round stored before the flag does not say: its diagnosis line is read as the gate reads it.
+    """
+    if closing.named is not None:
+        return closing.named
+    line = _first_line(closing.text.strip().removeprefix(CLOSING_PREFIX))
+    return names_condition(line.strip())
+
+
 def training_rows(consultations: Sequence[SearchedConsultation]) -> list[dict[str, Any]]:
     """Prompt-completion rows of the steps worth learning.
 
@@ -326,7 +338,7 @@ def training_rows(consultations: Sequence[SearchedConsultation]) -> list[dict[st
             else:
                 keep = step.gain > 0
             texts = [step.text] if keep else []
-            texts += [r.text for r in step.runners_up if r.reward >= bar and r.named is not False]
+            texts += [r.text for r in step.runners_up if r.reward >= bar and _names(r)]
             rows += [
                 {"prompt": step.messages, "completion": [{"role": "assistant", "content": text}]}
                 for text in texts

@@ -38,6 +38,7 @@ from pydantic import BaseModel, Field
 
 from medverify.backends.base import Message
 from medverify.cases.closing import names_condition
+from medverify.cases.diagnosis import extract_diagnosis
 from medverify.consult.task import ConsultationScore, ConsultationTask
 from medverify.grading import Grader
 from medverify.simulator.environment import ConsultationEnv
@@ -309,8 +310,7 @@ def _names(closing: ScoredClosing) -> bool:
     """
     if closing.named is not None:
         return closing.named
-    line = _first_line(closing.text.strip().removeprefix(CLOSING_PREFIX))
-    return names_condition(line.strip())
+    return names_condition(extract_diagnosis(closing.text))
 
 
 def training_rows(consultations: Sequence[SearchedConsultation]) -> list[dict[str, Any]]:

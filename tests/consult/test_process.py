@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from medverify.cases.loading import load_bundled_cases
+from medverify.cases.records import Persona, Transcript, Turn
 from medverify.consult.process import (
     ProcessMetrics,
     diagnosis_named,
@@ -93,3 +94,38 @@ def test_summary_rates_skip_cases_without_the_thing() -> None:
     assert summary.mean_finding_recall == 0.5  # only the case that has findings counts
     assert summary.red_flags_addressed_rate is None
     assert summary.terminations == {"diagnosis": 2}
+
+
+def test_every_repeated_turn_is_counted_not_just_the_first() -> None:
+    """The rubric charges a repeat once; the process measure counts each, so a fixed
+    questionnaire shows (the shipped doctor repeated 66 of its 120 held-out question turns)."""
+    asked = "Sorry about that. Could you say a bit more about how you feel?"
+
+    def transcript(doctor: list[str]) -> Transcript:
+        turns = [
+            t
+            for d in doctor
+            for t in (Turn(role="doctor", text=d), Turn(role="patient", text="Hm."))
+        ]
+        return Transcript(case_id=CASE.id, persona=Persona(), turns=turns)  # fmt: skip
+
+    looping = process_metrics(CASE, transcript([asked, asked, "When did it start?", asked, asked]))
+    varied = process_metrics(CASE, transcript([asked, "When did it start?", "Any fever?"]))
+    assert looping.repeated_turns == 3
+    assert varied.repeated_turns == 0
+    summary = summarize_process([looping, varied])
+    assert summary.mean_repeated_turns == 1.5
+
+
+def test_scores_stored_before_repeats_were_counted_are_not_read_as_zero() -> None:
+    stored = dict(
+        doctor_turns=4, questions_asked=3, facts_elicited=2, facts_total=4,
+        findings_elicited=0, findings_total=0, diagnosis_given=True,
+        diagnosis_correct=False, red_flags_total=0, red_flags_addressed=0,
+        termination_reason="diagnosis",
+    )  # fmt: skip
+    old = ProcessMetrics.model_validate(stored)
+    assert old.repeated_turns is None
+    assert summarize_process([old]).mean_repeated_turns is None
+    counted = ProcessMetrics.model_validate({**stored, "repeated_turns": 2})
+    assert summarize_process([old, counted]).mean_repeated_turns == 2.0

@@ -104,6 +104,7 @@ def results_table(results: ConsultResults) -> Table:
     table.add_row("diagnosis correct (rate)", _fmt(p.diagnosis_correct_rate), "", str(p.n))
     table.add_row("facts elicited (mean share)", _fmt(p.mean_fact_recall), "", str(p.n))
     table.add_row("doctor turns (mean)", f"{p.mean_doctor_turns:.1f}", "", str(p.n))
+    table.add_row("repeated doctor turns (mean)", _fmt(p.mean_repeated_turns), "", str(p.n))
     return table
 
 

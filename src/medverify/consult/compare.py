@@ -35,6 +35,7 @@ def measures(results: ConsultResults) -> dict[str, float | None]:
             "diagnosis named (rate)": p.diagnosis_given_rate,
             "diagnosis correct (rate)": p.diagnosis_correct_rate,
             "doctor turns (mean)": p.mean_doctor_turns,
+            "repeated doctor turns (mean)": p.mean_repeated_turns,
         }
     )
     return row

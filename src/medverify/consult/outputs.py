@@ -128,6 +128,10 @@ def process_section(results: ConsultResults) -> str:
         ("Consultations", f"{p.n}"),
         ("Mean doctor turns", f"{p.mean_doctor_turns:.1f}"),
         ("Mean questions asked", f"{p.mean_questions_asked:.1f}"),
+        (
+            "Mean repeated doctor turns",
+            "–" if p.mean_repeated_turns is None else f"{p.mean_repeated_turns:.1f}",
+        ),
         ("Facts elicited (mean share of the record's history)", _pct(p.mean_fact_recall)),
         ("Exam findings / test results obtained (mean share)", _pct(p.mean_finding_recall)),
         ("Gave a diagnosis", _pct(p.diagnosis_given_rate)),

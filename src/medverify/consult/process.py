@@ -13,11 +13,12 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from medverify.cases.closing import names_condition
 from medverify.cases.diagnosis import names_diagnosis
 from medverify.cases.records import CaseRecord, TerminationReason, Transcript
+from medverify.grading.evidence import repeated_turns
 
 _STOPWORDS = frozenset(
     [
@@ -87,6 +88,11 @@ class ProcessMetrics(BaseModel):
     red_flags_total: int
     red_flags_addressed: int
     termination_reason: TerminationReason | None
+    repeated_turns: int | None = Field(
+        None,
+        description="doctor turns that repeat an earlier one (None: a score stored before this "
+        "was measured); the rubric's repeat item is charged once, this counts every repeat",
+    )
 
     @property
     def fact_recall(self) -> float:
@@ -114,6 +120,7 @@ def process_metrics(case: CaseRecord, transcript: Transcript) -> ProcessMetrics:
         red_flags_total=len(case.red_flags),
         red_flags_addressed=sum(1 for flag in case.red_flags if addressed(doctor_text, flag)),
         termination_reason=transcript.termination_reason,
+        repeated_turns=len(repeated_turns(transcript)),
     )
 
 
@@ -129,6 +136,9 @@ class ProcessSummary(BaseModel):
     diagnosis_correct_rate: float
     red_flags_addressed_rate: float | None
     terminations: dict[str, int]
+    mean_repeated_turns: float | None = Field(
+        None, description="over the consultations where repeats were counted (None: none)"
+    )
 
 
 def _mean(values: Sequence[float]) -> float:
@@ -139,6 +149,7 @@ def summarize_process(metrics: Sequence[ProcessMetrics]) -> ProcessSummary:
     """Averages over consultations; rates over cases that have the thing (findings, red flags)."""
     with_findings = [m for m in metrics if m.findings_total]
     flags = sum(m.red_flags_total for m in metrics)
+    repeats = [m.repeated_turns for m in metrics if m.repeated_turns is not None]
     terminations: dict[str, int] = {}
     for m in metrics:
         reason = m.termination_reason or "stopped"
@@ -159,4 +170,5 @@ def summarize_process(metrics: Sequence[ProcessMetrics]) -> ProcessSummary:
             sum(m.red_flags_addressed for m in metrics) / flags if flags else None
         ),
         terminations=dict(sorted(terminations.items())),
+        mean_repeated_turns=_mean(repeats) if repeats else None,
     )

@@ -75,15 +75,18 @@ async def test_grader_input_shows_the_whole_transcript_but_not_the_record() -> N
     assert CASE.diagnosis.lower() not in conversation[0]["content"].lower()
 
 
+#: One consultation's process measures as a score stored before ``repeated_turns`` existed.
+STORED_METRICS: dict[str, object] = dict(
+    doctor_turns=4, questions_asked=3, facts_elicited=2, facts_total=4,
+    findings_elicited=0, findings_total=0, diagnosis_given=True,
+    diagnosis_correct=False, red_flags_total=0, red_flags_addressed=0,
+    termination_reason="diagnosis",
+)  # fmt: skip
+
+
 def test_summary_rates_skip_cases_without_the_thing() -> None:
     def metrics(**kw: object) -> ProcessMetrics:
-        base = dict(
-            doctor_turns=4, questions_asked=3, facts_elicited=2, facts_total=4,
-            findings_elicited=0, findings_total=0, diagnosis_given=True,
-            diagnosis_correct=False, red_flags_total=0, red_flags_addressed=0,
-            termination_reason="diagnosis",
-        )  # fmt: skip
-        return ProcessMetrics(**{**base, **kw})  # type: ignore[arg-type]
+        return ProcessMetrics.model_validate({**STORED_METRICS, **kw})
 
     summary = summarize_process(
         [metrics(), metrics(diagnosis_correct=True, findings_total=2, findings_elicited=1)]
@@ -118,14 +121,8 @@ def test_every_repeated_turn_is_counted_not_just_the_first() -> None:
 
 
 def test_scores_stored_before_repeats_were_counted_are_not_read_as_zero() -> None:
-    stored = dict(
-        doctor_turns=4, questions_asked=3, facts_elicited=2, facts_total=4,
-        findings_elicited=0, findings_total=0, diagnosis_given=True,
-        diagnosis_correct=False, red_flags_total=0, red_flags_addressed=0,
-        termination_reason="diagnosis",
-    )  # fmt: skip
-    old = ProcessMetrics.model_validate(stored)
+    old = ProcessMetrics.model_validate(STORED_METRICS)
     assert old.repeated_turns is None
     assert summarize_process([old]).mean_repeated_turns is None
-    counted = ProcessMetrics.model_validate({**stored, "repeated_turns": 2})
+    counted = ProcessMetrics.model_validate({**STORED_METRICS, "repeated_turns": 2})
     assert summarize_process([old, counted]).mean_repeated_turns == 2.0

@@ -110,7 +110,7 @@ def test_every_repeated_turn_is_counted_not_just_the_first() -> None:
             for d in doctor
             for t in (Turn(role="doctor", text=d), Turn(role="patient", text="Hm."))
         ]
-        return Transcript(case_id=CASE.id, persona=Persona(), turns=turns)  # fmt: skip
+        return Transcript(case_id=CASE.id, persona=Persona(), turns=turns)
 
     looping = process_metrics(CASE, transcript([asked, asked, "When did it start?", asked, asked]))
     varied = process_metrics(CASE, transcript([asked, "When did it start?", "Any fever?"]))
